@@ -1,0 +1,107 @@
+"""YAML loading that remembers where every key and value came from, so errors can name a line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from dstack_iac.config.errors import ConfigError, ConfigIssue
+
+Path = tuple  # a path into the loaded data: ("resources", "gpu") or ("commands", 1)
+
+
+@dataclass
+class YamlSource:
+    file: str
+    data: Any
+    # 1-based (line, column) of each value, and of each mapping key, by data path.
+    values: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[Path, tuple[int, int]] = field(default_factory=dict)
+
+    def position(self, path: Path, key: bool = False) -> tuple[int | None, int | None]:
+        """Where `path` is written: its key when asked for, else its value, else its nearest parent."""
+        if key and tuple(path) in self.keys:
+            return self.keys[tuple(path)]
+        for depth in range(len(path), -1, -1):
+            if tuple(path[:depth]) in self.values:
+                return self.values[tuple(path[:depth])]
+        return None, None
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _mark(node: yaml.Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def load_yaml(text: str, file: str) -> YamlSource:
+    """Parse YAML text into plain data plus positions; duplicate keys and syntax errors are ConfigErrors."""
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(
+            [ConfigIssue(file, line, column, "", f"YAML syntax error: {problem} (check indentation and quoting)")]
+        ) from None
+    except yaml.YAMLError as exc:  # pragma: no cover - yaml raises marked errors for text input
+        raise ConfigError([ConfigIssue(file, None, None, "", f"YAML error: {exc}")]) from None
+    source = YamlSource(file=file, data=None)
+    issues: list[ConfigIssue] = []
+    if node is not None:
+        constructor = _Loader(text)
+        try:
+            source.data = _build(node, (), source, constructor, issues)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark
+            raise ConfigError(
+                [ConfigIssue(file, mark.line + 1 if mark else None, mark.column + 1 if mark else None, "",
+                             f"YAML error: {exc.problem}")]
+            ) from None
+        finally:
+            constructor.dispose()
+    if issues:
+        raise ConfigError(issues)
+    return source
+
+
+def _build(node: yaml.Node, path: Path, source: YamlSource, constructor: yaml.SafeLoader, issues) -> Any:
+    source.values[path] = _mark(node)
+    if isinstance(node, yaml.MappingNode):
+        constructor.flatten_mapping(node)
+        result: dict = {}
+        for key_node, value_node in node.value:
+            key = constructor.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)) or key is None:
+                issues.append(ConfigIssue(source.file, *_mark(key_node), dotted(path), "a key must be a plain string"))
+                continue
+            key = str(key) if not isinstance(key, str) else key
+            if key in result:
+                line, column = _mark(key_node)
+                issues.append(
+                    ConfigIssue(source.file, line, column, dotted(path + (key,)),
+                                f"duplicate key {key!r} (first given on line {source.keys[path + (key,)][0]})")
+                )
+                continue
+            source.keys[path + (key,)] = _mark(key_node)
+            result[key] = _build(value_node, path + (key,), source, constructor, issues)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(item, path + (index,), source, constructor, issues) for index, item in enumerate(node.value)]
+    return constructor.construct_object(node, deep=True)
+
+
+def dotted(path: Path) -> str:
+    """("resources", "gpu") -> "resources.gpu"; ("commands", 1) -> "commands[1]"."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
