@@ -33,7 +33,7 @@ def test_preview_up_destroy_on_file_backend(tmp_path, monkeypatch):
     monkeypatch.setenv("DSTACK_IAC_HOME", str(tmp_path / "state"))
     monkeypatch.delenv("PULUMI_BACKEND_URL", raising=False)
     # The engine runs the provider in its own Python process, which must import this module.
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
     target = tmp_path / "created-by-pulumi.txt"
 
     def program():

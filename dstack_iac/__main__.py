@@ -1,0 +1,3 @@
+from dstack_iac.cli.app import main
+
+main()

@@ -1,0 +1,17 @@
+"""Terminal output shared by the commands."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from dstack_iac.config.errors import ConfigError
+
+console = Console(highlight=False)
+error_console = Console(stderr=True, highlight=False)
+
+
+def print_config_error(exc: ConfigError) -> None:
+    count = len(exc.issues)
+    error_console.print(f"[red]error[/]: {count} problem{'s' if count != 1 else ''} in the configuration; nothing was provisioned")
+    for issue in exc.issues:
+        error_console.print(f"  {issue.render()}", markup=False, soft_wrap=True)

@@ -1,0 +1,512 @@
+"""The `.dstack.yml` task configuration as pydantic models.
+
+Validators turn every compact spelling (`A100:2`, `8GB..`, `3h`, `"3000:7860"`) into one typed,
+normalised shape, so the rest of the program never parses strings again. Validation context
+(`run_args`, `caller_env`) feeds `${{ run.args }}`, `${{ env.NAME }}` and bare `env` keys.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from enum import Enum
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SecretStr,
+    Tag,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+
+from dstack_iac.config import grammar
+from dstack_iac.config.interpolation import NODE_RANK_REFERENCE, interpolate
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,40}$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+PYTHON_VERSIONS = ("3.9", "3.10", "3.11", "3.12", "3.13", "3.14")
+RESERVED_MOUNT_ROOT = "/workflow"
+
+
+class FieldValueError(ValueError):
+    """A ValueError about one item inside the field being validated (e.g. `env[2]`)."""
+
+    def __init__(self, subpath: tuple, message: str):
+        super().__init__(message)
+        self.subpath = subpath
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def _context(info: ValidationInfo) -> dict:
+    return info.context or {}
+
+
+# --- resources --------------------------------------------------------------------------------
+
+class IntRange(Model):
+    min: int | None = None
+    max: int | None = None
+
+    def __str__(self) -> str:
+        return grammar.format_range(self.min, self.max)
+
+    def contains(self, value: float) -> bool:
+        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+
+
+class MemoryRange(Model):
+    """Sizes in GB."""
+
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        if isinstance(value, MemoryRange):
+            return value
+        low, high = grammar.parse_memory_range(value)
+        return {"min": low, "max": high}
+
+    def __str__(self) -> str:
+        return grammar.format_range(self.min, self.max, grammar.format_memory)
+
+    def contains(self, value: float) -> bool:
+        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+
+
+class CPUSpec(Model):
+    arch: Literal["x86", "arm"] | None = None
+    count: IntRange = IntRange(min=2)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        if isinstance(value, CPUSpec):
+            return value
+        if isinstance(value, dict) and isinstance(value.get("count"), IntRange):
+            return value
+        parsed = grammar.parse_cpu(value)
+        return {"arch": parsed["arch"], "count": {"min": parsed["min"], "max": parsed["max"]}}
+
+    def __str__(self) -> str:
+        return f"{self.arch}:{self.count}" if self.arch else str(self.count)
+
+
+class GPUSpec(Model):
+    vendor: Literal["nvidia", "amd", "google", "intel"] | None = None
+    names: list[str] | None = None
+    count: IntRange = IntRange(min=1, max=1)
+    memory: MemoryRange | None = None
+    total_memory: MemoryRange | None = None
+    compute_capability: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        if isinstance(value, GPUSpec) or (isinstance(value, dict) and "names" in value):
+            return value  # already normalised
+        return grammar.parse_gpu(value)
+
+    def __str__(self) -> str:
+        return grammar.format_gpu(self.model_dump())
+
+
+class DiskSpec(Model):
+    size: MemoryRange = MemoryRange(min=100)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        if isinstance(value, (DiskSpec, dict)):
+            return value
+        return {"size": value}
+
+
+class ResourcesSpec(Model):
+    cpu: CPUSpec = CPUSpec()
+    memory: MemoryRange = MemoryRange(min=8)
+    shm_size: float | None = Field(default=None, description="Shared memory size in GB.")
+    disk: DiskSpec = DiskSpec()
+    gpu: GPUSpec | None = None
+
+    @field_validator("shm_size", mode="before")
+    @classmethod
+    def _shm(cls, value: Any) -> Any:
+        return None if value is None else grammar.parse_memory(value)
+
+    @field_validator("gpu", mode="before")
+    @classmethod
+    def _no_gpu(cls, value: Any) -> Any:
+        # `gpu: 0` asks for no GPU, as in dstack.
+        return None if value == 0 and not isinstance(value, bool) else value
+
+    def summary(self) -> str:
+        """One line for tables: `2..xCPU, 8GB..RAM, 100GB..disk, A100:2`."""
+        parts = [f"{self.cpu}xCPU", f"{self.memory}RAM", f"{self.disk.size}disk"]
+        if self.gpu:
+            parts.append(str(self.gpu))
+        return ", ".join(parts)
+
+
+# --- volumes ----------------------------------------------------------------------------------
+
+def _check_mount_path(path: Any) -> str:
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ValueError(f"mount path {path!r} must be absolute (start with /)")
+    if ".." in path.split("/"):
+        raise ValueError(f"mount path {path!r} must not contain '..'")
+    normal = posixpath.normpath(path)
+    if normal == RESERVED_MOUNT_ROOT or normal.startswith(RESERVED_MOUNT_ROOT + "/"):
+        raise ValueError(f"{path!r} is reserved: /workflow holds the run's code; mount elsewhere, e.g. /data")
+    return normal
+
+
+def _check_volume_name(name: Any) -> str:
+    if not isinstance(name, str):
+        raise ValueError(f"volume name {name!r} must be a string")
+    probe = re.sub(r"\$\{\{\s*" + re.escape(NODE_RANK_REFERENCE) + r"\s*\}\}", "0", name)
+    if "${{" in probe:
+        raise ValueError(f"volume name {name!r}: only ${{{{ {NODE_RANK_REFERENCE} }}}} may be used here")
+    if not NAME_RE.match(probe):
+        raise ValueError(f"volume name {name!r} must be 2-41 lowercase letters, digits or '-', starting with a letter")
+    return name
+
+
+def _split_short_syntax(value: str) -> dict:
+    source, sep, target = value.partition(":")
+    if not sep or not source or not target:
+        raise ValueError(f"{value!r}: the short syntax is name:/path or /instance/path:/path")
+    if source.startswith("/"):
+        return {"instance_path": source, "path": target}
+    return {"name": source, "path": target}
+
+
+class NetworkVolumeMount(Model):
+    kind: Literal["network"] = "network"
+    name: list[str] = Field(description="The volume's name, or a list of names to pick one from.")
+    path: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return _split_short_syntax(value)
+        return value
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        names = value if isinstance(value, list) else [value]
+        if not names:
+            raise ValueError("give at least one volume name")
+        return [_check_volume_name(n) for n in names]
+
+    _path = field_validator("path")(lambda cls, v: _check_mount_path(v))
+
+
+class InstanceVolumeMount(Model):
+    kind: Literal["instance"] = "instance"
+    instance_path: str
+    path: str
+    optional: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return _split_short_syntax(value)
+        return value
+
+    @field_validator("instance_path")
+    @classmethod
+    def _instance_path(cls, value: str) -> str:
+        if not value.startswith("/") or ".." in value.split("/"):
+            raise ValueError(f"instance path {value!r} must be absolute and must not contain '..'")
+        return posixpath.normpath(value)
+
+    _path = field_validator("path")(lambda cls, v: _check_mount_path(v))
+
+
+def _volume_kind(value: Any) -> str:
+    if isinstance(value, str):
+        return "instance" if value.startswith("/") else "network"
+    if isinstance(value, dict):
+        return "instance" if "instance_path" in value else "network"
+    return getattr(value, "kind", "network")
+
+
+VolumeMount = Annotated[
+    Union[Annotated[NetworkVolumeMount, Tag("network")], Annotated[InstanceVolumeMount, Tag("instance")]],
+    Discriminator(_volume_kind),
+]
+
+
+# --- retry, ports, registry -------------------------------------------------------------------
+
+class RetryEvent(str, Enum):
+    NO_CAPACITY = "no-capacity"
+    INTERRUPTION = "interruption"
+    ERROR = "error"
+
+
+class Retry(Model):
+    on_events: list[RetryEvent] = Field(default_factory=lambda: list(RetryEvent))
+    duration: int = Field(default=3600, description="Seconds; accepts 30s, 15m, 3h, 2d, 1w.")
+
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return grammar.parse_duration(value)
+
+    @field_validator("on_events")
+    @classmethod
+    def _events(cls, value: list[RetryEvent]) -> list[RetryEvent]:
+        if not value:
+            raise ValueError("on_events needs at least one of no-capacity, interruption, error")
+        return list(dict.fromkeys(value))
+
+
+class PortMapping(Model):
+    local_port: int | None = Field(default=None, description="None means any free local port.")
+    container_port: int
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"{value!r} is not a port")
+        if isinstance(value, int):
+            return {"local_port": value, "container_port": value}
+        if isinstance(value, str):
+            local, sep, remote = value.partition(":")
+            if not sep:
+                local, remote = value, value
+            try:
+                return {
+                    "local_port": None if local.strip() == "*" else int(local),
+                    "container_port": int(remote),
+                }
+            except ValueError:
+                raise ValueError(
+                    f"{value!r} is not a port mapping: write 8080, \"3000:7860\" (local:remote) or \"*:8080\""
+                ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _ranges(self) -> PortMapping:
+        for port in (self.local_port, self.container_port):
+            if port is not None and not 1 <= port <= 65535:
+                raise ValueError(f"port {port} is outside 1..65535")
+        return self
+
+    def __str__(self) -> str:
+        local = "*" if self.local_port is None else self.local_port
+        return f"{local}:{self.container_port}"
+
+
+class RegistryAuth(Model):
+    username: str
+    password: SecretStr
+
+    @field_serializer("password", when_used="json")
+    def _mask(self, value: SecretStr) -> str:
+        return str(value)  # "**********": secrets never leave the model in clear text
+
+
+# --- profile fields and the task --------------------------------------------------------------
+
+class SpotPolicy(str, Enum):
+    SPOT = "spot"
+    ON_DEMAND = "on-demand"
+    AUTO = "auto"
+
+
+Backend = Literal["local", "aws", "gcp"]
+
+
+class ProfileFields(Model):
+    """Fields a task shares with `.dstack/profiles.yml` and the CLI."""
+
+    backends: list[Backend] | None = Field(default=None, description="Backends to consider; all when unset.")
+    regions: list[str] | None = None
+    availability_zones: list[str] | None = None
+    instance_types: list[str] | None = None
+    spot_policy: SpotPolicy | None = Field(default=None, description="spot, on-demand or auto (default on-demand).")
+    max_price: float | None = Field(default=None, gt=0, description="Maximum price per node, $/hour.")
+    max_duration: int | None = Field(default=None, description="Seconds, or off (the default).")
+    retry: Retry | None = None
+
+    @field_validator("max_duration", mode="before")
+    @classmethod
+    def _max_duration(cls, value: Any) -> Any:
+        return None if value is None else grammar.parse_duration(value, allow_off=True)
+
+    @field_validator("retry", mode="before")
+    @classmethod
+    def _retry(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        if value is False:
+            return None
+        return value
+
+    @field_validator("backends", "regions", "availability_zones", "instance_types", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+PROFILE_FIELD_NAMES = tuple(ProfileFields.model_fields)
+
+
+class TaskConfiguration(ProfileFields):
+    type: Literal["task"]
+    name: str | None = Field(default=None, description="Run name; generated when unset.")
+    image: str | None = None
+    python: str | None = Field(default=None, description="3.9 .. 3.14; mutually exclusive with image.")
+    commands: list[str] = Field(default_factory=list)
+    build: list[str] = Field(default_factory=list, description="Run before commands with --build.")
+    working_dir: str | None = None
+    shell: str | None = None
+    entrypoint: str | None = None
+    registry_auth: RegistryAuth | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    ports: list[PortMapping] = Field(default_factory=list)
+    nodes: int = Field(default=1, ge=1)
+    resources: ResourcesSpec = ResourcesSpec()
+    volumes: list[VolumeMount] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not NAME_RE.match(value):
+            raise ValueError(
+                f"{value!r} is not a valid name: 2-41 lowercase letters, digits or '-', starting with a letter"
+            )
+        return value
+
+    @field_validator("python", mode="before")
+    @classmethod
+    def _python(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, float):
+            # YAML reads 3.10 as the float 3.1
+            major, _, minor = repr(value).partition(".")
+            value = f"{major}.{minor}0" if minor == "1" else f"{major}.{minor}"
+        if isinstance(value, bool) or not isinstance(value, str):
+            raise ValueError(f"python must be a version like \"3.11\", got {value!r}")
+        if value not in PYTHON_VERSIONS:
+            raise ValueError(f"python {value!r} is not supported: use one of {', '.join(PYTHON_VERSIONS)}")
+        return value
+
+    @field_validator("working_dir")
+    @classmethod
+    def _working_dir(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError(f"working_dir {value!r} must be an absolute path")
+        return value
+
+    @field_validator("commands", "build", mode="before")
+    @classmethod
+    def _commands(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            return value
+        context = _context(info)
+        resolved = []
+        for index, command in enumerate(value):
+            if not isinstance(command, str):
+                raise FieldValueError((index,), f"a command must be a string, got {command!r} (quote it)")
+            try:
+                resolved.append(interpolate(command, context.get("run_args"), context.get("caller_env", os.environ)))
+            except ValueError as exc:
+                raise FieldValueError((index,), str(exc)) from None
+        return resolved
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env(cls, value: Any, info: ValidationInfo) -> Any:
+        return parse_env(value, _context(info).get("caller_env", os.environ))
+
+    @field_validator("ports")
+    @classmethod
+    def _unique_ports(cls, value: list[PortMapping]) -> list[PortMapping]:
+        check_unique_ports(value)
+        return value
+
+    @field_validator("volumes")
+    @classmethod
+    def _unique_mounts(cls, value: list) -> list:
+        _reject_duplicates(value, lambda m: m.path, "mount path {}")
+        return value
+
+    @model_validator(mode="after")
+    def _runnable(self) -> TaskConfiguration:
+        if self.image and self.python:
+            raise FieldValueError(("image",), "python and image are mutually exclusive: remove one of them")
+        if not self.commands and not self.image:
+            raise FieldValueError(("commands",), "a task needs commands (or an image with its own entrypoint)")
+        return self
+
+
+def parse_env(value: Any, caller_env) -> dict[str, str]:
+    """`[KEY=VALUE, KEY=, KEY]` or `{KEY: VALUE}` -> dict; a bare KEY takes the caller's value."""
+    if value is None:
+        return {}
+    items: list[tuple[Any, str, Any]]
+    if isinstance(value, list):
+        items = []
+        for index, entry in enumerate(value):
+            if not isinstance(entry, str):
+                raise FieldValueError((index,), f"{entry!r}: write KEY=VALUE, KEY= or KEY")
+            key, sep, val = entry.partition("=")
+            items.append((index, key.strip(), val if sep else None))
+    elif isinstance(value, dict):
+        items = [(key, str(key), val) for key, val in value.items()]
+    else:
+        raise ValueError("env must be a list of KEY=VALUE or a mapping of KEY: VALUE")
+    env: dict[str, str] = {}
+    for where, key, val in items:
+        if not ENV_KEY_RE.match(key):
+            raise FieldValueError((where,), f"{key!r} is not a valid variable name")
+        if key in env:
+            raise FieldValueError((where,), f"{key} is set twice")
+        if val is None:
+            if key not in caller_env:
+                raise FieldValueError(
+                    (where,), f"{key} has no value and is not set in your environment: export it or write {key}=VALUE"
+                )
+            val = caller_env[key]
+        elif isinstance(val, (dict, list)):
+            raise FieldValueError((where,), f"the value of {key} must be a string or number")
+        env[key] = str(val).lower() if isinstance(val, bool) else str(val)
+    return env
+
+
+def check_unique_ports(ports: list[PortMapping]) -> None:
+    _reject_duplicates(ports, lambda p: p.container_port, "remote port {}")
+    _reject_duplicates([p for p in ports if p.local_port is not None], lambda p: p.local_port, "local port {}")
+
+
+def _reject_duplicates(items: list, key, what: str) -> None:
+    seen: dict = {}
+    for index, item in enumerate(items):
+        value = key(item)
+        if value in seen:
+            raise FieldValueError(
+                (index,), f"{what.format(value)} is given twice (items {seen[value]} and {index})"
+            )
+        seen[value] = index
