@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 from rich.console import Console
 
 from dstack_iac.config.errors import ConfigError
 
-console = Console(highlight=False)
-error_console = Console(stderr=True, highlight=False)
+# Piped output (CI, logs, tests) is not cut at 80 columns.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 240)
+error_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 240)
 
 
 def print_config_error(exc: ConfigError) -> None:

@@ -1,0 +1,1 @@
+"""The embedded `local` backend: nodes are real sshd servers on loopback addresses of this machine."""

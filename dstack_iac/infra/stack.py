@@ -1,0 +1,77 @@
+"""Each run is an ephemeral Pulumi stack (Automation API, inline program, file backend)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from dstack_iac import engine
+from dstack_iac.infra.program import StackOutputs
+
+
+def _auto():
+    from pulumi import automation as auto  # slow import: only when a stack is touched
+
+    return auto
+
+
+def _noop_program() -> None:
+    """Destroy needs no program: the dynamic providers are serialized in the state."""
+
+
+class RunStack:
+    def __init__(self, run_name: str, program: Callable[[], None] | None = None):
+        self.run_name = run_name
+        self._program = program or _noop_program
+        self._stack = None
+
+    def _open(self, create: bool):
+        if self._stack is None:
+            auto = _auto()
+            options = engine.workspace_options()
+            if create:
+                self._stack = auto.create_or_select_stack(self.run_name, engine.PROJECT_NAME, self._program, opts=options)
+            else:
+                self._stack = auto.select_stack(self.run_name, engine.PROJECT_NAME, self._program, opts=options)
+        return self._stack
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        stack = self._open(create=True)
+        for key, value in tags.items():
+            stack.set_config(f"dstack:{key}", _auto().ConfigValue(value=value))
+
+    def preview(self, on_event: Callable | None = None):
+        return self._open(create=True).preview(on_event=on_event)
+
+    def up(self, on_event: Callable | None = None) -> StackOutputs:
+        result = self._open(create=True).up(on_event=on_event)
+        outputs = {key: value.value for key, value in result.outputs.items()}
+        return StackOutputs.model_validate(outputs)
+
+    def outputs(self) -> StackOutputs | None:
+        values = {key: value.value for key, value in self._open(create=False).outputs().items()}
+        return StackOutputs.model_validate(values) if "nodes" in values else None
+
+    def destroy_and_remove(self, on_event: Callable | None = None) -> None:
+        stack = self._open(create=True)
+        stack.destroy(on_event=on_event)
+        stack.workspace.remove_stack(self.run_name)
+
+    def remove(self) -> None:
+        self._open(create=True).workspace.remove_stack(self.run_name, force=True)
+
+
+def existing_stacks() -> set[str]:
+    """Names of the run stacks that exist in the backend."""
+    auto = _auto()
+    workspace = auto.LocalWorkspace(**_workspace_kwargs())
+    return {summary.name for summary in workspace.list_stacks()}
+
+
+def stack_exists(run_name: str) -> bool:
+    return run_name in existing_stacks()
+
+
+def _workspace_kwargs() -> dict:
+    options = engine.workspace_options()
+    return {"env_vars": options.env_vars, "pulumi_command": options.pulumi_command,
+            "project_settings": options.project_settings}

@@ -1,0 +1,1 @@
+"""Offers: what can run a task, where, and at what price."""

@@ -1,0 +1,312 @@
+"""A run from plan to teardown: stack up, connect, upload, execute on every node, destroy.
+
+Teardown always happens: after success, failure, an exception, SIGTERM and Ctrl+C. When it
+cannot finish, the user is told the exact command that does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from dstack_iac.execution.nodes import NodeSession, write_known_hosts
+from dstack_iac.execution.script import node_environment, render_script
+from dstack_iac.execution.workdir import pack_working_dir
+from dstack_iac.infra.program import StackOutputs, run_program
+from dstack_iac.infra.stack import RunStack
+from dstack_iac.paths import cache_dir
+from dstack_iac.runs import registry
+from dstack_iac.runs.plan import RunPlan
+from dstack_iac.runs.registry import RunRecord, RunStatus
+
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+class RunNameTaken(Exception):
+    exit_code = 2
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread like KeyboardInterrupt is for SIGINT."""
+
+
+@dataclass
+class RunUI:
+    say: Callable[[str], None] = print
+    warn: Callable[[str], None] = print
+    line: Callable[[str], None] = print
+    resource: Callable[[str], None] = print
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    status: RunStatus
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+def stop_command(run_name: str) -> str:
+    return f"dstack-iac stop {run_name}"
+
+
+def _generate_key(path: Path) -> str:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"dstack-iac-{path.parent.name}",
+                    "-f", str(path)], check=True, capture_output=True)
+    path.chmod(0o600)
+    return path.with_suffix(".pub").read_text().strip()
+
+
+def _stack_event_reporter(ui: RunUI) -> Callable:
+    started: dict[str, float] = {}
+
+    def on_event(event) -> None:
+        if event.resource_pre_event:
+            started[event.resource_pre_event.metadata.urn] = event.timestamp
+        elif event.res_outputs_event:
+            meta = event.res_outputs_event.metadata
+            if meta.type.startswith("pulumi:"):
+                return
+            took = event.timestamp - started.get(meta.urn, event.timestamp)
+            verb = {"create": "created", "delete": "deleted", "same": "kept"}.get(str(meta.op.value), str(meta.op.value))
+            ui.resource(f"{verb} {meta.urn.rsplit('::', 1)[1]} in {took}s")
+
+    return on_event
+
+
+class RunLog:
+    """Output of all nodes, live to the terminal and saved to the run's log file."""
+
+    def __init__(self, path: Path, ui: RunUI):
+        self._file = open(path, "a", buffering=1)
+        self._lock = threading.Lock()
+        self._ui = ui
+
+    def emit(self, text: str) -> None:
+        with self._lock:
+            self._file.write(text + "\n")
+            self._ui.line(text)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def execute_run(plan: RunPlan, ui: RunUI, archive: bytes | None = None) -> RunResult:
+    archive = pack_working_dir(plan.repo_dir) if archive is None else archive
+    record = RunRecord(
+        name=plan.run_name, status=RunStatus.PROVISIONING, backend=plan.backend, nodes=plan.nodes,
+        configuration=plan.configuration_path, owner_pid=os.getpid(), owner=getpass.getuser(), created_at=time.time(),
+    )
+    if not registry.claim(record):
+        raise RunNameTaken(f"a run named {plan.run_name!r} is already active: choose another name, or stop it with "
+                           f"`{stop_command(plan.run_name)}`")
+    phases: dict[str, float] = {}
+    sessions: list[NodeSession] = []
+    stack: RunStack | None = None
+    status, exit_code, message = RunStatus.FAILED, 1, ""
+    log = RunLog(record.log_path, ui)
+    previous_term = signal.signal(signal.SIGTERM, _raise_terminated) if _in_main_thread() else None
+    try:
+        public_key = _generate_key(record.directory / "id_ed25519")
+        stack = RunStack(plan.run_name, run_program(plan, public_key, getpass.getuser()))
+        stack.set_tags({"run": plan.run_name, "configuration": plan.configuration_path, "backend": plan.backend,
+                        "owner": record.owner})
+        started = time.perf_counter()
+        ui.say(f"Provisioning {plan.nodes} node{'s' if plan.nodes > 1 else ''} ({plan.backend})...")
+        outputs = stack.up(on_event=_stack_event_reporter(ui))
+        phases["stack_up"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        sessions = _connect_all(outputs, record.directory)
+        _parallel([lambda s=s: s.upload(archive) for s in sessions])
+        phases["connect"] = time.perf_counter() - started
+        record = record.model_copy(update={"status": RunStatus.RUNNING})
+        registry.save(record)
+
+        started = time.perf_counter()
+        with _forward_ports(plan, sessions[0], ui):
+            exit_code = _run_commands(plan, outputs, sessions, log, ui)
+        phases["commands"] = time.perf_counter() - started
+        status = RunStatus.DONE if exit_code == 0 else RunStatus.FAILED
+    except KeyboardInterrupt:
+        exit_code, status, message = EXIT_INTERRUPTED, RunStatus.STOPPED, "interrupted"
+        ui.warn("Interrupted: stopping the commands and tearing down...")
+    except _Terminated:
+        exit_code, status, message = EXIT_TERMINATED, RunStatus.STOPPED, "terminated"
+        ui.warn("Terminated: stopping the commands and tearing down...")
+    except Exception as exc:  # noqa: BLE001 - every failure must reach the teardown below
+        exit_code, status, message = 1, RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
+        ui.warn(f"Run failed: {_short(exc)}")
+    finally:
+        log.close()
+        if status == RunStatus.STOPPED:
+            _parallel([s.stop for s in sessions], swallow=True)
+        for session in sessions:
+            with contextlib.suppress(Exception):
+                session.close()
+        record = registry.finish(record.model_copy(update={"status": RunStatus.TERMINATING}), RunStatus.TERMINATING,
+                                 None)
+        started = time.perf_counter()
+        torn_down = _teardown(stack, plan.run_name, ui)
+        phases["destroy"] = time.perf_counter() - started
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
+        if torn_down:
+            for leftover in ("id_ed25519", "id_ed25519.pub", "known_hosts"):
+                (record.directory / leftover).unlink(missing_ok=True)
+            registry.finish(record, status, exit_code, message)
+        else:
+            exit_code = exit_code or 1
+    return RunResult(exit_code=exit_code, status=status, phases=phases)
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _raise_terminated(_signum, _frame):
+    raise _Terminated()
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip()
+    if "error:" in text:  # Pulumi's CommandError: keep the engine's own error lines
+        text = "\n".join(line for line in text.splitlines() if "error" in line.lower())[:2000]
+    return text or type(exc).__name__
+
+
+def _teardown(stack: RunStack | None, run_name: str, ui: RunUI) -> bool:
+    """Destroy and remove the stack. A first Ctrl+C here is ignored (with a notice); a second one
+    gives up and prints the command that finishes the job."""
+    if stack is None:
+        return True
+    interrupts = 0
+
+    def on_interrupt(_signum, _frame):
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts == 1:
+            ui.warn(f"Still tearing down {run_name}; press Ctrl+C again to stop waiting "
+                    f"(then run `{stop_command(run_name)}`)")
+        else:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_interrupt) if _in_main_thread() else None
+    try:
+        ui.say(f"Tearing down {run_name}...")
+        stack.destroy_and_remove(on_event=_stack_event_reporter(ui))
+        ui.say(f"Torn down: nothing of {run_name} is left running.")
+        return True
+    except BaseException as exc:  # noqa: BLE001 - includes the second Ctrl+C
+        ui.warn(f"Teardown of {run_name} did not finish ({_short(exc) if isinstance(exc, Exception) else 'interrupted'}). "
+                f"Clean up with: {stop_command(run_name)}")
+        return False
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _parallel(calls: list[Callable], swallow: bool = False) -> list:
+    if not calls:
+        return []
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        futures = [pool.submit(call) for call in calls]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        results = []
+        for future in futures:
+            try:
+                results.append(future.result())
+            except Exception:
+                if not swallow:
+                    raise
+        return results
+
+
+def _connect_all(outputs: StackOutputs, run_directory: Path) -> list[NodeSession]:
+    known_hosts = run_directory / "known_hosts"
+    write_known_hosts(known_hosts, outputs.nodes)
+    key = Path(outputs.key_path)
+    return _parallel([lambda n=n: NodeSession(n, key, known_hosts) for n in sorted(outputs.nodes, key=lambda n: n.rank)])
+
+
+@contextlib.contextmanager
+def _forward_ports(plan: RunPlan, master: NodeSession, ui: RunUI):
+    from dstack_iac.execution.ports import forward_ports
+
+    with forward_ports(master, plan.configuration.ports) as forwarded:
+        for local, remote in forwarded:
+            ui.say(f"Forwarding http://127.0.0.1:{local} -> port {remote} of node 0 (while attached)")
+        yield
+
+
+def _run_commands(plan: RunPlan, outputs: StackOutputs, sessions: list[NodeSession], log: RunLog, ui: RunUI) -> int:
+    configuration = plan.configuration
+    nodes_ips = [node.private_address for node in sorted(outputs.nodes, key=lambda n: n.rank)]
+    gpus_per_node = plan.offer.gpu.count if plan.offer.gpu else 0
+    commands = (configuration.build if plan.build else []) + configuration.commands
+    pip_cache = str(cache_dir() / "pip") if plan.backend == "local" else None
+    failures: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def run_node(session: NodeSession) -> int:
+        rank = session.endpoint.rank
+        node_dir = str(Path(session.endpoint.working_dir).parent)
+        environment = node_environment(
+            run_name=plan.run_name, rank=rank, nodes_ips=nodes_ips, gpus_per_node=gpus_per_node,
+            working_dir=session.endpoint.working_dir, venv_dir=f"{node_dir}/venv", user_env=configuration.env,
+        )
+        script = render_script(environment=environment, commands=commands, python=plan.python,
+                               pip_cache_dir=pip_cache, shell=configuration.shell)
+        prefix = f"[{rank}] " if plan.nodes > 1 else ""
+        code = session.run_script(script, log.emit, prefix)
+        if code != 0:
+            with lock:
+                first = not failures
+                failures.append((rank, code))
+            if first and not session._stopped.is_set():
+                if plan.nodes > 1:
+                    ui.warn(f"Node {rank} exited with code {code}: stopping the other nodes")
+                for other in sessions:
+                    if other is not session:
+                        threading.Thread(target=other.stop, daemon=True).start()
+        return code
+
+    deadline = configuration.max_duration
+    timer = None
+    if deadline:
+        def on_timeout():
+            ui.warn(f"max_duration ({deadline}s) reached: stopping the run")
+            failures.append((-1, 124))
+            for session in sessions:
+                session.stop()
+
+        timer = threading.Timer(deadline, on_timeout)
+        timer.daemon = True
+        timer.start()
+    pool = ThreadPoolExecutor(max_workers=len(sessions))
+    futures = [pool.submit(run_node, session) for session in sessions]
+    try:
+        wait(futures)
+    except BaseException:
+        # Ctrl+C or SIGTERM: stop the commands everywhere, let the node threads return, re-raise.
+        _parallel([s.stop for s in sessions], swallow=True)
+        wait(futures, timeout=30)
+        raise
+    finally:
+        pool.shutdown(wait=False)
+        if timer:
+            timer.cancel()
+    codes = [future.result() for future in futures]
+    if failures:
+        return failures[0][1] if failures[0][1] > 0 else 1
+    return max(codes) if any(codes) else 0

@@ -1,0 +1,68 @@
+"""Planning: from a validated task to a `RunPlan` (pure, apart from reading host facts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from dstack_iac.config.loader import Task
+from dstack_iac.config.models import TaskConfiguration
+from dstack_iac.execution.interpreters import find_interpreter
+from dstack_iac.offers.models import NoOfferError, Offer
+
+
+class RunPlan(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    run_name: str
+    configuration: TaskConfiguration
+    configuration_path: str
+    repo_dir: Path
+    backend: str
+    offer: Offer
+    nodes: int
+    run_args: list[str] = []
+    build: bool = False
+    python: str  # interpreter that creates each node's virtualenv
+    archive_size: int = 0
+
+    @property
+    def total_price(self) -> float:
+        return self.offer.price * self.nodes
+
+
+def choose_backend(configuration: TaskConfiguration) -> str:
+    backends = configuration.backends or ["local"]
+    if "local" in backends:
+        return "local"
+    return backends[0]
+
+
+def plan_run(task: Task, run_name: str) -> RunPlan:
+    configuration = task.configuration
+    backend = choose_backend(configuration)
+    if backend == "local":
+        from dstack_iac.offers.local import local_offer
+
+        if configuration.image:
+            raise NoOfferError(
+                f"image {configuration.image!r}: the local backend runs commands directly on this machine and uses "
+                "no container runtime; remove `image` (use `python`) or choose a cloud backend (-b aws / -b gcp)"
+            )
+        offer = local_offer(configuration.resources)
+        python = find_interpreter(configuration.python)
+    else:
+        raise NoOfferError(f"the {backend} backend is not available yet in this build: use -b local")
+    return RunPlan(
+        run_name=run_name,
+        configuration=configuration,
+        configuration_path=task.display_path,
+        repo_dir=task.repo_dir,
+        backend=backend,
+        offer=offer,
+        nodes=configuration.nodes,
+        run_args=task.run_args,
+        build=task.build,
+        python=python,
+    )
