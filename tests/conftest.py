@@ -27,3 +27,58 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     return subprocess.run(
         [*CLI, *args], cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=timeout, **kwargs
     )
+
+
+# --- end-to-end runs on the local backend -----------------------------------------------------
+
+def processes_mentioning(text: str) -> list[int]:
+    """Pids whose command line or environment mentions `text` (e.g. a test's state dir)."""
+    found = []
+    needle = text.encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "cmdline").read_bytes() or needle in (entry / "environ").read_bytes():
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z":
+                    found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def stack_files(home: Path) -> list[Path]:
+    return [p for p in home.rglob("*") if ".pulumi/stacks" in p.as_posix() and p.suffix == ".json"]
+
+
+@pytest.fixture(scope="session")
+def e2e_root(tmp_path_factory):
+    """Parent of every end-to-end test's state dir. After the whole suite, nothing may remain:
+    no stack in any state dir, and no process started by the tests."""
+    root = tmp_path_factory.mktemp("e2e")
+    yield root
+    import time
+
+    deadline = time.monotonic() + 10
+    while processes_mentioning(str(root)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert processes_mentioning(str(root)) == [], "processes started by the tests are still alive"
+    assert stack_files(root) == [], "stacks were left behind"
+
+
+@pytest.fixture
+def e2e_home(e2e_root, request) -> Path:
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix=request.node.originalname[:40] + "-", dir=e2e_root))
+
+
+def dstack(home: Path, *args: str, timeout: float = 300, cwd: Path | None = None, env: dict | None = None):
+    return run_cli(*args, cwd=cwd, env={"DSTACK_IAC_HOME": str(home), **(env or {})}, timeout=timeout)
+
+
+def spawn(home: Path, *args: str, cwd: Path | None = None) -> subprocess.Popen:
+    env = {**os.environ, "DSTACK_IAC_HOME": str(home), "COLUMNS": "200", "NO_COLOR": "1"}
+    return subprocess.Popen([*CLI, *args], cwd=cwd or REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, bufsize=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from dstack_iac import engine
 from dstack_iac.infra.program import StackOutputs
@@ -55,9 +56,18 @@ class RunStack:
         stack = self._open(create=True)
         stack.destroy(on_event=on_event)
         stack.workspace.remove_stack(self.run_name)
+        self._forget_backups()
 
     def remove(self) -> None:
         self._open(create=True).workspace.remove_stack(self.run_name, force=True)
+        self._forget_backups()
+
+    def _forget_backups(self) -> None:
+        """The file backend keeps `<stack>.json.bak` after removal: stale state of a gone stack."""
+        url = engine.backend_url()
+        if url.startswith("file://"):
+            for leftover in Path(url.removeprefix("file://")).glob(f".pulumi/stacks/*/{self.run_name}.json.bak*"):
+                leftover.unlink(missing_ok=True)
 
 
 def existing_stacks() -> set[str]:

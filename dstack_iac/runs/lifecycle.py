@@ -115,7 +115,11 @@ def execute_run(plan: RunPlan, ui: RunUI, archive: bytes | None = None) -> RunRe
     stack: RunStack | None = None
     status, exit_code, message = RunStatus.FAILED, 1, ""
     log = RunLog(record.log_path, ui)
-    previous_term = signal.signal(signal.SIGTERM, _raise_terminated) if _in_main_thread() else None
+    previous_term = None
+    if _in_main_thread():
+        previous_term = signal.signal(signal.SIGTERM, _raise_terminated)
+        # Ctrl+C must reach the teardown even when the shell started us with SIGINT ignored.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         public_key = _generate_key(record.directory / "id_ed25519")
         stack = RunStack(plan.run_name, run_program(plan, public_key, getpass.getuser()))

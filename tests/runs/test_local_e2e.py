@@ -1,0 +1,245 @@
+"""End to end on the local backend, through the CLI as a user runs it: a real Pulumi engine,
+real sshd nodes on loopback addresses, Fabric, and teardown checked on disk and in /proc."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, dstack, processes_mentioning, spawn, stack_files
+
+pytestmark = pytest.mark.e2e
+HELLO = REPO / "examples" / "hello"
+
+
+def write_task(directory: Path, body: str, name: str = "t.dstack.yml") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text("type: task\nresources: {cpu: 1.., memory: 1GB.., disk: 1GB..}\n" + body)
+    return path
+
+
+def assert_nothing_left(home: Path) -> None:
+    assert stack_files(home) == []
+    assert processes_mentioning(str(home)) == []
+    assert list(home.glob("runs/*/nodes/*")) == []
+
+
+def test_hello_succeeds_and_prints_its_env(e2e_home):
+    result = dstack(e2e_home, "run", str(HELLO), "-y")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "Hello from node 0 of 1 (hello)" in out
+    for variable in ("DSTACK_RUN_NAME=hello", "DSTACK_NODE_RANK=0", "DSTACK_NODES_NUM=1", "DSTACK_GPUS_PER_NODE=0",
+                     "DSTACK_GPUS_NUM=0", "DSTACK_MASTER_NODE_IP=127.0.0.", "DSTACK_WORKING_DIR=", "DSTACK_VENV_DIR="):
+        assert variable in out
+    assert "This file was uploaded with the working directory." in out
+    assert "RUN    CONFIGURATION" in out and "local" in out
+    assert "Torn down" in result.stderr
+    assert_nothing_left(e2e_home)
+    # The run is recorded, and its log kept for `logs`.
+    ps = json.loads(dstack(e2e_home, "ps", "--all", "--json").stdout)
+    assert [(r["name"], r["status"], r["exit_code"]) for r in ps] == [("hello", "done", 0)]
+    assert "Hello from node 0 of 1" in dstack(e2e_home, "logs", "hello").stdout
+
+
+def test_failing_command_stops_the_script_and_propagates_its_exit_code(e2e_home, tmp_path):
+    write_task(tmp_path, "commands:\n  - echo before\n  - (exit 7)\n  - echo never-printed\n")
+    result = dstack(e2e_home, "run", str(tmp_path), "-f", str(tmp_path / "t.dstack.yml"), "-y")
+    assert result.returncode == 7
+    assert "before" in result.stdout and "never-printed" not in result.stdout
+    assert "failed with exit code 7" in result.stderr
+    assert_nothing_left(e2e_home)
+
+
+def test_run_args_env_and_ignored_files(e2e_home, tmp_path):
+    (tmp_path / ".gitignore").write_text("*.ckpt\nbuild/\n")
+    (tmp_path / ".dstackignore").write_text("secret.txt\n")
+    (tmp_path / "model.ckpt").write_text("x")
+    (tmp_path / "secret.txt").write_text("x")
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "out.bin").write_text("x")
+    (tmp_path / "keep.txt").write_text("kept")
+    write_task(tmp_path, "commands:\n  - echo args=${{ run.args }}\n  - echo greeting=$GREETING\n  - ls -A | sort | tr '\\n' ' '\n"
+                         "  - which python | grep -q \"$DSTACK_VENV_DIR\" && echo venv-active\n"
+                         "env:\n  - GREETING\n")
+    result = dstack(e2e_home, "run", str(tmp_path), "-f", str(tmp_path / "t.dstack.yml"), "-y",
+                    "--epochs=3", "a b", env={"GREETING": "hi there"})
+    assert result.returncode == 0, result.stderr
+    assert "args=--epochs=3 a b" in result.stdout
+    assert "greeting=hi there" in result.stdout
+    assert ".dstackignore .gitignore keep.txt t.dstack.yml" in result.stdout
+    assert "venv-active" in result.stdout
+
+
+def test_ctrl_c_tears_everything_down(e2e_home, tmp_path):
+    write_task(tmp_path, "commands:\n  - echo started\n  - sleep 600\n")
+    process = spawn(e2e_home, "run", str(tmp_path), "-f", str(tmp_path / "t.dstack.yml"), "-y")
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.strip() == "started":
+            break
+    assert processes_mentioning(str(e2e_home / "runs")), "the node is running"
+    sent = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    rest = process.communicate(timeout=60)[0]
+    took = time.monotonic() - sent
+    assert process.returncode == 130, "".join(lines) + rest
+    assert "Interrupted" in rest and "Torn down" in rest
+    assert took < 30, f"teardown took {took:.1f}s"
+    assert_nothing_left(e2e_home)
+    ps = json.loads(dstack(e2e_home, "ps", "--all", "--json").stdout)
+    assert ps[0]["status"] == "stopped" and ps[0]["exit_code"] == 130
+
+
+def test_killing_a_node_fails_the_run_and_cleans_up(e2e_home, tmp_path):
+    write_task(tmp_path, "nodes: 2\ncommands:\n  - echo up-$DSTACK_NODE_RANK\n  - sleep 600\n")
+    process = spawn(e2e_home, "run", str(tmp_path), "-f", str(tmp_path / "t.dstack.yml"), "-y")
+    seen = set()
+    for line in process.stdout:
+        if "up-" in line:
+            seen.add(line.strip())
+        if len(seen) == 2:
+            break
+    task_pid = int(next(e2e_home.glob("runs/*/nodes/1/task.pid")).read_text())
+    import os
+
+    os.killpg(task_pid, signal.SIGKILL)
+    rest = process.communicate(timeout=90)[0]
+    assert process.returncode != 0, rest
+    assert "Node 1 exited" in rest and "stopping the other nodes" in rest
+    assert_nothing_left(e2e_home)
+
+
+def test_three_runs_at_once_are_isolated(e2e_home, tmp_path):
+    processes = []
+    for index in range(3):
+        directory = tmp_path / f"run{index}"
+        write_task(directory, f"name: iso-{index}\ncommands:\n  - echo marker-{index} $DSTACK_RUN_NAME $DSTACK_MASTER_NODE_IP\n"
+                              "  - cat mine.txt\n")
+        (directory / "mine.txt").write_text(f"content-{index}\n")
+        processes.append(spawn(e2e_home, "run", str(directory), "-f", str(directory / "t.dstack.yml"), "-y"))
+    outputs = [p.communicate(timeout=180)[0] for p in processes]
+    for index, (process, out) in enumerate(zip(processes, outputs)):
+        assert process.returncode == 0, out
+        assert f"marker-{index} iso-{index} 127.0.0." in out and f"content-{index}" in out
+        others = {f"content-{i}" for i in range(3)} - {f"content-{index}"}
+        assert not any(other in out for other in others)
+    assert_nothing_left(e2e_home)
+
+
+def test_active_name_is_refused(e2e_home, tmp_path):
+    write_task(tmp_path, "name: busy\ncommands:\n  - echo started\n  - sleep 600\n")
+    first = spawn(e2e_home, "run", str(tmp_path), "-f", str(tmp_path / "t.dstack.yml"), "-y")
+    for line in first.stdout:
+        if line.strip() == "started":
+            break
+    second = dstack(e2e_home, "run", str(tmp_path), "-f", str(tmp_path / "t.dstack.yml"), "-y")
+    assert second.returncode == 2
+    assert "a run named 'busy' is already active" in second.stderr and "nothing was provisioned" in second.stderr
+    stopped = dstack(e2e_home, "stop", "busy")
+    assert stopped.returncode == 0, stopped.stderr
+    first.communicate(timeout=60)
+    assert first.returncode == 143
+    assert_nothing_left(e2e_home)
+
+
+def test_kill_9_leaves_an_orphan_that_stop_cleans_up(e2e_home, tmp_path):
+    write_task(tmp_path, "name: orphan\ncommands:\n  - echo started\n  - sleep 600\n")
+    process = spawn(e2e_home, "run", str(tmp_path), "-f", str(tmp_path / "t.dstack.yml"), "-y")
+    for line in process.stdout:
+        if line.strip() == "started":
+            break
+    process.kill()
+    process.wait()
+    ps = dstack(e2e_home, "ps")
+    assert "orphaned" in ps.stdout and "dstack-iac stop orphan" in ps.stdout
+    assert processes_mentioning(str(e2e_home / "runs")), "the orphan's node is still up before stop"
+    result = dstack(e2e_home, "stop", "orphan")
+    assert result.returncode == 0, result.stderr
+    assert_nothing_left(e2e_home)
+    assert json.loads(dstack(e2e_home, "ps", "--all", "--json").stdout)[0]["status"] == "stopped"
+
+
+def test_ports_are_forwarded_while_attached(e2e_home, tmp_path):
+    write_task(tmp_path, "ports: ['*:8765']\ncommands:\n  - echo served > index.html\n"
+                         "  - python -m http.server 8765 --bind $DSTACK_MASTER_NODE_IP\n")
+    process = spawn(e2e_home, "run", str(tmp_path), "-f", str(tmp_path / "t.dstack.yml"), "-y")
+    try:
+        url = None
+        for line in process.stdout:
+            if "Forwarding http://127.0.0.1:" in line:
+                url = line.split("Forwarding ")[1].split()[0]
+                break
+        assert url
+        body, deadline = None, time.monotonic() + 60
+        while body is None and time.monotonic() < deadline:  # the server starts after the venv is made
+            try:
+                body = urllib.request.urlopen(url + "/index.html", timeout=2).read().decode()
+            except OSError:
+                time.sleep(0.2)
+        assert body == "served\n"
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+    assert_nothing_left(e2e_home)
+
+
+def test_distributed_torchrun_example_uses_both_nodes(e2e_home):
+    example = REPO / "examples" / "distributed"
+    result = dstack(e2e_home, "run", str(example), "-f", str(example / "train.dstack.yml"), "-y", timeout=1500)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    finals = [line for line in result.stdout.splitlines() if "all_reduce=" in line]
+    # Each node's line is prefixed with its rank; the all-reduced 1 + 2 proves both ranks took part.
+    assert sorted(line.split()[0] for line in finals) == ["[0]", "[1]"]
+    assert all("all_reduce=3 world=2" in line for line in finals)
+    weights = {line.split("weights=")[1] for line in finals}
+    assert len(weights) == 1, "DDP keeps the replicas identical"
+    assert_nothing_left(e2e_home)
+
+
+def test_preview_creates_nothing(e2e_home):
+    result = dstack(e2e_home, "preview", str(HELLO))
+    assert result.returncode == 0, result.stderr
+    [row] = [line.split() for line in result.stdout.splitlines() if "dstack-iac:local:Node" in line]
+    assert row[:3] == ["create", "node-0", "dstack-iac:local:Node"]
+    assert "rank=0," in row and "run_name=hello," in row
+    assert "1 to create; nothing was created." in result.stdout
+    assert_nothing_left(e2e_home)
+    assert not list(e2e_home.glob("runs/*"))
+
+
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ("commands: [x]\nresources: {cpu: 4096}\n", "cpu: asks for 4096 CPUs, this machine has"),
+        ("commands: [x]\nresources: {memory: 100TB}\n", "memory: asks for 102400GB, this machine has"),
+        ("commands: [x]\nresources: {gpu: A100:8}\n", "gpu: asks for A100:8"),
+        ("commands: [x]\npython: '3.14'\n", "python: '3.14' is not installed on this machine"),
+        ("image: ubuntu\ncommands: [x]\n", "the local backend runs commands directly on this machine"),
+    ],
+)
+def test_impossible_requests_fail_before_anything_is_created(e2e_home, tmp_path, body, message):
+    path = tmp_path / "t.dstack.yml"
+    path.write_text("type: task\n" + body)
+    result = dstack(e2e_home, "run", str(tmp_path), "-f", str(path), "-y")
+    assert result.returncode in (2, 3)
+    assert message in result.stderr and "nothing was provisioned" in result.stderr
+    assert not (e2e_home / "runs").exists() and stack_files(e2e_home) == []
+
+
+def test_upload_over_the_limit_is_refused(e2e_home, tmp_path):
+    write_task(tmp_path, "commands: [x]\n")
+    (tmp_path / "big.bin").write_bytes(b"\0" * (2 * 1024 * 1024))
+    result = dstack(e2e_home, "run", str(tmp_path), "-f", str(tmp_path / "t.dstack.yml"), "-y",
+                    env={"DSTACK_IAC_UPLOAD_LIMIT": "1MB"})
+    assert result.returncode == 2
+    assert "over the limit of 1MB" in result.stderr and "big.bin" in result.stderr
+    assert not (e2e_home / "runs").exists()
