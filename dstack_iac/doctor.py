@@ -58,4 +58,4 @@ def _writable(path: Path) -> bool:
     probe = path
     while not probe.exists():
         probe = probe.parent
-    return os.access(probe, os.W_OK)
+    return probe.is_dir() and os.access(probe, os.W_OK)
