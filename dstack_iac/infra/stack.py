@@ -36,9 +36,8 @@ class RunStack:
         return self._stack
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        stack = self._open(create=True)
-        for key, value in tags.items():
-            stack.set_config(f"dstack:{key}", _auto().ConfigValue(value=value))
+        config = {f"dstack:{key}": _auto().ConfigValue(value=value) for key, value in tags.items()}
+        self._open(create=True).set_all_config(config)
 
     def preview(self, on_event: Callable | None = None):
         return self._open(create=True).preview(on_event=on_event)
