@@ -319,6 +319,14 @@ class RegistryAuth(Model):
     username: str
     password: SecretStr
 
+    @field_validator("username", "password", mode="before")
+    @classmethod
+    def _references(cls, value: Any, info: ValidationInfo) -> Any:
+        # `password: ${{ env.REGISTRY_TOKEN }}` keeps the secret out of the file.
+        if isinstance(value, str):
+            return interpolate(value, None, _context(info).get("caller_env", os.environ))
+        return value
+
     @field_serializer("password", when_used="json")
     def _mask(self, value: SecretStr) -> str:
         return str(value)  # "**********": secrets never leave the model in clear text

@@ -94,14 +94,20 @@ def test_profile_errors_point_into_the_profiles_file(tmp_path, monkeypatch):
 
 
 def test_registry_password_is_masked(tmp_path, monkeypatch):
-    result = None
     monkeypatch.setenv("REG_TOKEN", "s3cr3t-value")
-    text = "type: task\nimage: ghcr.io/me/img\nregistry_auth:\n  username: me\n  password: ${{ env.REG_TOKEN }}\n"
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "t.dstack.yml").write_text(text)
+    (tmp_path / "t.dstack.yml").write_text(
+        "type: task\nimage: ghcr.io/me/img\nregistry_auth:\n  username: me\n  password: ${{ env.REG_TOKEN }}\n"
+    )
     for args in (["--json"], []):
         result = runner.invoke(app, ["validate", "-f", "t.dstack.yml", *args])
-        assert result.exit_code == 2 or "s3cr3t-value" not in result.output
+        assert result.exit_code == 0, result.output
+        assert "s3cr3t-value" not in result.output
+        assert "**********" in result.output
+    from dstack_iac.config.loader import load_task
+
+    task = load_task(tmp_path, tmp_path / "t.dstack.yml", home=tmp_path)
+    assert task.configuration.registry_auth.password.get_secret_value() == "s3cr3t-value"
 
 
 def test_reference_doc_is_generated_from_the_models():

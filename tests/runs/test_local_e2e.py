@@ -192,6 +192,7 @@ def test_ports_are_forwarded_while_attached(e2e_home, tmp_path):
     assert_nothing_left(e2e_home)
 
 
+@pytest.mark.timeout(1800)  # the first run downloads torch (about 4 GB with its CUDA libraries)
 def test_distributed_torchrun_example_uses_both_nodes(e2e_home):
     example = REPO / "examples" / "distributed"
     result = dstack(e2e_home, "run", str(example), "-f", str(example / "train.dstack.yml"), "-y", timeout=1500)
@@ -243,3 +244,24 @@ def test_upload_over_the_limit_is_refused(e2e_home, tmp_path):
     assert result.returncode == 2
     assert "over the limit of 1MB" in result.stderr and "big.bin" in result.stderr
     assert not (e2e_home / "runs").exists()
+
+
+def test_args_example_passes_run_arguments(e2e_home):
+    example = REPO / "examples" / "args"
+    result = dstack(e2e_home, "run", str(example), "-f", str(example / "args.dstack.yml"), "-y",
+                    "--train_batch_size=1", "--num_train_epochs=100")
+    assert result.returncode == 0, result.stderr
+    assert "train_batch_size=1\nnum_train_epochs=100" in result.stdout
+    assert_nothing_left(e2e_home)
+
+
+def test_logs_follow_streams_a_running_run(e2e_home, tmp_path):
+    write_task(tmp_path, "name: follow\ncommands:\n  - echo first\n  - sleep 2\n  - echo second\n")
+    process = spawn(e2e_home, "run", str(tmp_path), "-f", str(tmp_path / "t.dstack.yml"), "-y")
+    for line in process.stdout:
+        if line.strip() == "first":
+            break
+    followed = dstack(e2e_home, "logs", "follow", "-f", timeout=60)
+    process.communicate(timeout=60)
+    assert followed.stdout.splitlines()[:2] == ["first", "second"]
+    assert_nothing_left(e2e_home)
