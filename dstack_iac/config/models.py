@@ -192,10 +192,8 @@ def _split_short_syntax(value: str) -> dict:
     return {"name": source, "path": target}
 
 
-class NetworkVolumeMount(Model):
-    kind: Literal["network"] = "network"
-    name: list[str] = Field(description="The volume's name, or a list of names to pick one from.")
-    path: str
+class _Mount(Model):
+    """Accepts the short syntax `name:/path` or `/instance/path:/path`."""
 
     @model_validator(mode="before")
     @classmethod
@@ -203,6 +201,12 @@ class NetworkVolumeMount(Model):
         if isinstance(value, str):
             return _split_short_syntax(value)
         return value
+
+
+class NetworkVolumeMount(_Mount):
+    kind: Literal["network"] = "network"
+    name: list[str] = Field(description="The volume's name, or a list of names to pick one from.")
+    path: str
 
     @field_validator("name", mode="before")
     @classmethod
@@ -215,18 +219,11 @@ class NetworkVolumeMount(Model):
     _path = field_validator("path")(lambda cls, v: _check_mount_path(v))
 
 
-class InstanceVolumeMount(Model):
+class InstanceVolumeMount(_Mount):
     kind: Literal["instance"] = "instance"
     instance_path: str
     path: str
     optional: bool = False
-
-    @model_validator(mode="before")
-    @classmethod
-    def _short(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return _split_short_syntax(value)
-        return value
 
     @field_validator("instance_path")
     @classmethod

@@ -25,6 +25,16 @@ def write_task(directory: Path, body: str, name: str = "t.dstack.yml") -> Path:
     return path
 
 
+def read_until(process, marker: str) -> list[str]:
+    """Read the CLI's output until a line equal to `marker` (the task is running by then)."""
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.strip() == marker:
+            break
+    return lines
+
+
 def assert_nothing_left(home: Path) -> None:
     assert stack_files(home) == []
     assert processes_mentioning(str(home)) == []
@@ -81,11 +91,7 @@ def test_run_args_env_and_ignored_files(e2e_home, tmp_path):
 def test_ctrl_c_tears_everything_down(e2e_home, tmp_path):
     write_task(tmp_path, "commands:\n  - echo started\n  - sleep 600\n")
     process = spawn(e2e_home, "run", str(tmp_path), "-f", str(tmp_path / "t.dstack.yml"), "-y")
-    lines = []
-    for line in process.stdout:
-        lines.append(line)
-        if line.strip() == "started":
-            break
+    lines = read_until(process, "started")
     assert processes_mentioning(str(e2e_home / "runs")), "the node is running"
     sent = time.monotonic()
     process.send_signal(signal.SIGINT)
@@ -138,9 +144,7 @@ def test_three_runs_at_once_are_isolated(e2e_home, tmp_path):
 def test_active_name_is_refused(e2e_home, tmp_path):
     write_task(tmp_path, "name: busy\ncommands:\n  - echo started\n  - sleep 600\n")
     first = spawn(e2e_home, "run", str(tmp_path), "-f", str(tmp_path / "t.dstack.yml"), "-y")
-    for line in first.stdout:
-        if line.strip() == "started":
-            break
+    read_until(first, "started")
     second = dstack(e2e_home, "run", str(tmp_path), "-f", str(tmp_path / "t.dstack.yml"), "-y")
     assert second.returncode == 2
     assert "a run named 'busy' is already active" in second.stderr and "nothing was provisioned" in second.stderr
@@ -154,9 +158,7 @@ def test_active_name_is_refused(e2e_home, tmp_path):
 def test_kill_9_leaves_an_orphan_that_stop_cleans_up(e2e_home, tmp_path):
     write_task(tmp_path, "name: orphan\ncommands:\n  - echo started\n  - sleep 600\n")
     process = spawn(e2e_home, "run", str(tmp_path), "-f", str(tmp_path / "t.dstack.yml"), "-y")
-    for line in process.stdout:
-        if line.strip() == "started":
-            break
+    read_until(process, "started")
     process.kill()
     process.wait()
     ps = dstack(e2e_home, "ps")
@@ -258,9 +260,7 @@ def test_args_example_passes_run_arguments(e2e_home):
 def test_logs_follow_streams_a_running_run(e2e_home, tmp_path):
     write_task(tmp_path, "name: follow\ncommands:\n  - echo first\n  - sleep 2\n  - echo second\n")
     process = spawn(e2e_home, "run", str(tmp_path), "-f", str(tmp_path / "t.dstack.yml"), "-y")
-    for line in process.stdout:
-        if line.strip() == "first":
-            break
+    read_until(process, "first")
     followed = dstack(e2e_home, "logs", "follow", "-f", timeout=60)
     process.communicate(timeout=60)
     assert followed.stdout.splitlines()[:2] == ["first", "second"]
