@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from dstack_iac import engine
+from dstack_iac.infra.local.node import find_sshd
 from dstack_iac.paths import state_dir
 
 
@@ -18,13 +18,6 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
-
-
-def find_sshd() -> Path | None:
-    located = shutil.which("sshd") or next(
-        (p for p in ("/usr/sbin/sshd", "/usr/local/sbin/sshd") if os.access(p, os.X_OK)), None
-    )
-    return Path(located) if located else None
 
 
 def run_checks() -> list[Check]:

@@ -47,10 +47,6 @@ class RunStack:
         outputs = {key: value.value for key, value in result.outputs.items()}
         return StackOutputs.model_validate(outputs)
 
-    def outputs(self) -> StackOutputs | None:
-        values = {key: value.value for key, value in self._open(create=False).outputs().items()}
-        return StackOutputs.model_validate(values) if "nodes" in values else None
-
     def destroy_and_remove(self, on_event: Callable | None = None) -> None:
         stack = self._open(create=True)
         stack.destroy(on_event=on_event)
