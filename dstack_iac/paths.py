@@ -20,6 +20,16 @@ def cache_dir() -> Path:
     return (Path(base) if base else Path.home() / ".cache") / "dstack-iac"
 
 
+WHEELHOUSE_ENV = "DSTACK_IAC_WHEELHOUSE"
+
+
+def wheelhouse_dir() -> Path:
+    """Wheels pip downloaded for local runs, shared by all of them: `$DSTACK_IAC_WHEELHOUSE`,
+    else `<cache_dir>/wheels`. Safe to delete at any time."""
+    configured = os.environ.get(WHEELHOUSE_ENV)
+    return Path(configured).expanduser() if configured else cache_dir() / "wheels"
+
+
 def runs_dir() -> Path:
     return state_dir() / "runs"
 

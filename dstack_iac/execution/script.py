@@ -1,5 +1,12 @@
 """The bash script every node runs: environment, virtualenv, then the commands, stopping at the
-first failing one. Pure: rendering only."""
+first failing one. Pure: rendering only.
+
+Repeated installs are fast through a wheelhouse shared by all runs on a machine: a `pip` shim
+ahead of the venv's own pip first downloads what an install needs into the wheelhouse (under a
+lock, so concurrent nodes download each file once), then installs from the wheelhouse alone.
+pip's own HTTP cache is not enough: it stores nothing when the package index sends no cache
+headers, as many mirrors do.
+"""
 
 from __future__ import annotations
 
@@ -25,9 +32,55 @@ def node_environment(
     }
 
 
+PIP_SHIM = r'''#!/usr/bin/env bash
+# dstack-iac: pip, installing from the shared wheelhouse what an install needs.
+python="$DSTACK_VENV_DIR/bin/python"
+if [ "${1:-}" = install ] && [ -n "${DSTACK_WHEELHOUSE:-}" ] && mkdir -p "$DSTACK_WHEELHOUSE" 2>/dev/null; then
+  # Fetch into the wheelhouse only what is missing (one node at a time: each file is downloaded
+  # once), then install from it alone. Whatever `pip download` cannot handle (e.g. -e) falls
+  # through to a plain install.
+  if ( if command -v flock >/dev/null; then flock 9; fi
+       "$python" -m pip download --quiet --dest "$DSTACK_WHEELHOUSE" "${@:2}" >/dev/null 2>&1
+     ) 9>"$DSTACK_WHEELHOUSE/.lock"; then
+    log=$(mktemp)
+    # The run's venv is short-lived: modules compile when first imported, not all at install.
+    if "$python" -m pip install --no-index --find-links "$DSTACK_WHEELHOUSE" --no-compile "${@:2}" >"$log" 2>&1; then
+      cat "$log"; rm -f "$log"; exit 0
+    fi
+    rm -f "$log"
+  fi
+fi
+exec "$python" -m pip "$@"
+'''
+
+
+def _make_venv(python: str, seeds: str | None) -> list[str]:
+    """Bash that creates the run's venv. With a seeds dir, `python -m venv` (4-5 s, mostly
+    ensurepip) runs once per interpreter; each run's venv is made without pip (0.2 s) and gets
+    pip copied from that seed. Any failure falls back to a plain `python -m venv`."""
+    py = shlex.quote(python)
+    if not seeds:
+        return ['if [ ! -x "$DSTACK_VENV_DIR/bin/python" ]; then', f'  {py} -m venv "$DSTACK_VENV_DIR"', "fi"]
+    seed = shlex.quote(f"{seeds}/{python.strip('/').replace('/', '-')}")
+    return [
+        'if [ ! -x "$DSTACK_VENV_DIR/bin/python" ]; then',
+        f"  seed={seed}",
+        '  if ! { mkdir -p "$(dirname "$seed")" && (',
+        '         if command -v flock >/dev/null; then flock 9; fi',
+        f'         [ -d "$seed/lib" ] || {{ rm -rf "$seed.partial" && {py} -m venv "$seed.partial" >/dev/null && mv "$seed.partial" "$seed"; }}',
+        '       ) 9>"$seed.lock" &&',
+        f'       {py} -m venv --without-pip "$DSTACK_VENV_DIR" &&',
+        '       cp -a "$seed"/lib/python*/site-packages/. "$(echo "$DSTACK_VENV_DIR"/lib/python*/site-packages)/"; }; then',
+        '    rm -rf "$DSTACK_VENV_DIR"',
+        f'    {py} -m venv "$DSTACK_VENV_DIR"',
+        "  fi",
+        "fi",
+    ]
+
+
 def render_script(
-    *, environment: Mapping[str, str], commands: Sequence[str], python: str, pip_cache_dir: str | None,
-    shell: str | None = None,
+    *, environment: Mapping[str, str], commands: Sequence[str], python: str, pip_cache_dir: str | None = None,
+    wheelhouse: str | None = None, venv_seeds: str | None = None, shell: str | None = None,
 ) -> str:
     lines = ["#!/usr/bin/env bash", "# Written by dstack-iac: the task's commands on this node.", "set -e"]
     lines += [f"export {key}={shlex.quote(value)}" for key, value in environment.items()]
@@ -35,12 +88,21 @@ def render_script(
         lines.append(f"export PIP_CACHE_DIR={shlex.quote(pip_cache_dir)}")
     lines += [
         "export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1",
-        'if [ ! -x "$DSTACK_VENV_DIR/bin/python" ]; then',
-        f'  {shlex.quote(python)} -m venv "$DSTACK_VENV_DIR"',
-        "fi",
+        *_make_venv(python, venv_seeds),
         'source "$DSTACK_VENV_DIR/bin/activate"',
-        'cd "$DSTACK_WORKING_DIR"',
     ]
+    if wheelhouse:
+        lines += [
+            f"export DSTACK_WHEELHOUSE={shlex.quote(wheelhouse)}",
+            'shims="$DSTACK_VENV_DIR/dstack-shims"',
+            'if [ ! -x "$shims/pip" ]; then',
+            '  mkdir -p "$shims"',
+            f"  printf '%s' {shlex.quote(PIP_SHIM)} > \"$shims/pip\"",
+            '  chmod +x "$shims/pip"; for name in pip3 "pip$(python -c \'import sys; print("%d.%d" % sys.version_info[:2])\')"; do ln -sf pip "$shims/$name"; done',
+            "fi",
+            'export PATH="$shims:$PATH"',
+        ]
+    lines.append('cd "$DSTACK_WORKING_DIR"')
     body = "\n".join(commands)
     if shell and shell not in ("bash", "/bin/bash", "/usr/bin/bash"):
         lines.append(f"exec {shlex.quote(shell)} -e -c {shlex.quote(body)}")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,6 +51,9 @@ class RunStack:
         outputs = {key: value.value for key, value in result.outputs.items()}
         return StackOutputs.model_validate(outputs)
 
+    def destroy(self, on_event: Callable | None = None) -> None:
+        self._open(create=True).destroy(on_event=on_event)
+
     def destroy_and_remove(self, on_event: Callable | None = None) -> None:
         stack = self._open(create=True)
         stack.destroy(on_event=on_event)
@@ -57,12 +64,49 @@ class RunStack:
         self._open(create=True).workspace.remove_stack(self.run_name, force=True)
         self._forget_backups()
 
+    def release_abandoned_locks(self, wait_seconds: float = 120.0) -> list[int]:
+        """Locks of a file-backend stack whose holder died (e.g. an update cut short by Ctrl+C) block
+        every later command. Wait for live holders on this host, then delete the locks of dead
+        ones. Returns the pids whose locks were released."""
+        url = engine.backend_url()
+        if not url.startswith("file://"):
+            return []
+        locks = Path(url.removeprefix("file://")) / ".pulumi" / "locks"
+        hostname, deadline, released = socket.gethostname(), time.monotonic() + wait_seconds, []
+        for lock in locks.glob(f"*/{engine.PROJECT_NAME}/{self.run_name}/*.json"):
+            try:
+                holder = json.loads(lock.read_text())
+            except (OSError, ValueError):
+                continue
+            if holder.get("hostname") != hostname:
+                continue  # another machine's lock: not ours to judge
+            pid = int(holder.get("pid", 0))
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            if not _alive(pid):
+                lock.unlink(missing_ok=True)
+                Path(f"{lock}.attrs").unlink(missing_ok=True)
+                released.append(pid)
+        return released
+
     def _forget_backups(self) -> None:
         """The file backend keeps `<stack>.json.bak` after removal: stale state of a gone stack."""
         url = engine.backend_url()
         if url.startswith("file://"):
             for leftover in Path(url.removeprefix("file://")).glob(f".pulumi/stacks/*/{self.run_name}.json.bak*"):
                 leftover.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def existing_stacks() -> set[str]:

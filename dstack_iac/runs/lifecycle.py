@@ -19,18 +19,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import paramiko
+
+from dstack_iac.config.models import RetryEvent
 from dstack_iac.execution.nodes import NodeSession, write_known_hosts
 from dstack_iac.execution.script import node_environment, render_script
 from dstack_iac.execution.workdir import pack_working_dir
 from dstack_iac.infra.program import StackOutputs, run_program
 from dstack_iac.infra.stack import RunStack
-from dstack_iac.paths import cache_dir
+from dstack_iac.paths import cache_dir, wheelhouse_dir
 from dstack_iac.runs import registry
 from dstack_iac.runs.plan import RunPlan
 from dstack_iac.runs.registry import RunRecord, RunStatus
 
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
+EXIT_TIMEOUT = 124
+RETRY_PAUSE = 2.0
 
 
 class RunNameTaken(Exception):
@@ -125,22 +130,23 @@ def execute_run(plan: RunPlan, ui: RunUI, archive: bytes | None = None) -> RunRe
         stack = RunStack(plan.run_name, run_program(plan, public_key, getpass.getuser()))
         stack.set_tags({"run": plan.run_name, "configuration": plan.configuration_path, "backend": plan.backend,
                         "owner": record.owner})
-        started = time.perf_counter()
-        ui.say(f"Provisioning {plan.nodes} node{'s' if plan.nodes > 1 else ''} ({plan.backend})...")
-        outputs = stack.up(on_event=_stack_event_reporter(ui))
-        phases["stack_up"] = time.perf_counter() - started
-
-        started = time.perf_counter()
-        sessions = _connect_all(outputs, record.directory)
-        _parallel([lambda s=s: s.upload(archive) for s in sessions])
-        phases["connect"] = time.perf_counter() - started
-        record = record.model_copy(update={"status": RunStatus.RUNNING})
-        registry.save(record)
-
-        started = time.perf_counter()
-        with _forward_ports(plan, sessions[0], ui):
-            exit_code = _run_commands(plan, outputs, sessions, log, ui)
-        phases["commands"] = time.perf_counter() - started
+        retry = plan.configuration.retry
+        give_up_at = time.monotonic() + retry.duration if retry else 0.0
+        attempt = 1
+        while True:
+            outcome = _attempt(plan, stack, archive, record, log, ui, phases, sessions)
+            if outcome.event is None or not retry or outcome.event not in retry.on_events \
+                    or time.monotonic() >= give_up_at:
+                break
+            attempt += 1
+            ui.warn(f"{outcome.reason}: retrying (attempt {attempt}, on {outcome.event.value}; "
+                    f"retry gives up {_seconds_from_now(give_up_at)})")
+            _close_sessions(sessions)
+            stack.destroy(on_event=_stack_event_reporter(ui))
+            time.sleep(RETRY_PAUSE)
+        if outcome.error is not None:
+            raise outcome.error
+        exit_code = outcome.exit_code
         status = RunStatus.DONE if exit_code == 0 else RunStatus.FAILED
     except KeyboardInterrupt:
         exit_code, status, message = EXIT_INTERRUPTED, RunStatus.STOPPED, "interrupted"
@@ -153,16 +159,20 @@ def execute_run(plan: RunPlan, ui: RunUI, archive: bytes | None = None) -> RunRe
         ui.warn(f"Run failed: {_short(exc)}")
     finally:
         log.close()
-        if status == RunStatus.STOPPED:
-            _parallel([s.stop for s in sessions], swallow=True)
-        for session in sessions:
-            with contextlib.suppress(Exception):
-                session.close()
-        record = registry.finish(record.model_copy(update={"status": RunStatus.TERMINATING}), RunStatus.TERMINATING,
-                                 None)
-        started = time.perf_counter()
-        torn_down = _teardown(stack, plan.run_name, ui)
-        phases["destroy"] = time.perf_counter() - started
+        try:
+            with _patient_interrupts(plan.run_name, ui):
+                if status == RunStatus.STOPPED:
+                    _parallel([s.stop for s in sessions], swallow=True)
+                _close_sessions(sessions)
+                record = registry.finish(record.model_copy(update={"status": RunStatus.TERMINATING}),
+                                         RunStatus.TERMINATING, None)
+                started = time.perf_counter()
+                torn_down = _teardown(stack, plan.run_name, ui)
+                phases["destroy"] = time.perf_counter() - started
+        except KeyboardInterrupt:
+            ui.warn(f"Teardown of {plan.run_name} did not finish (interrupted). "
+                    f"Clean up with: {stop_command(plan.run_name)}")
+            torn_down, exit_code = False, EXIT_INTERRUPTED
         if previous_term is not None:
             signal.signal(signal.SIGTERM, previous_term)
         if torn_down:
@@ -172,6 +182,60 @@ def execute_run(plan: RunPlan, ui: RunUI, archive: bytes | None = None) -> RunRe
         else:
             exit_code = exit_code or 1
     return RunResult(exit_code=exit_code, status=status, phases=phases)
+
+
+@dataclass
+class _Outcome:
+    """How one attempt ended: an exit code, and for a failure the retry event it counts as."""
+
+    exit_code: int
+    event: RetryEvent | None = None
+    reason: str = ""
+    error: Exception | None = None
+
+
+def _attempt(plan: RunPlan, stack: RunStack, archive: bytes, record: RunRecord, log: RunLog, ui: RunUI,
+             phases: dict[str, float], sessions: list[NodeSession]) -> _Outcome:
+    """Provision the stack, connect, upload and run the commands once. `sessions` is filled in
+    place so the caller can stop and close them whatever happens."""
+    started = time.perf_counter()
+    ui.say(f"Provisioning {plan.nodes} node{'s' if plan.nodes > 1 else ''} ({plan.backend})...")
+    try:
+        outputs = stack.up(on_event=_stack_event_reporter(ui))
+    except Exception as exc:  # noqa: BLE001 - classified for retry, re-raised by the caller
+        return _Outcome(1, RetryEvent.NO_CAPACITY, f"Provisioning failed ({_short(exc)})", exc)
+    phases["stack_up"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    try:
+        sessions[:] = _connect_all(outputs, record.directory)
+        _parallel([lambda s=s: s.upload(archive) for s in sessions])
+    except Exception as exc:  # noqa: BLE001
+        return _Outcome(1, RetryEvent.INTERRUPTION, f"Nodes unreachable ({_short(exc)})", exc)
+    phases["connect"] = time.perf_counter() - started
+    registry.save(record.model_copy(update={"status": RunStatus.RUNNING}))
+
+    started = time.perf_counter()
+    try:
+        with _forward_ports(plan, sessions[0], ui):
+            exit_code = _run_commands(plan, outputs, sessions, log, ui)
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        return _Outcome(1, RetryEvent.INTERRUPTION, f"Lost a node ({_short(exc)})", exc)
+    phases["commands"] = time.perf_counter() - started
+    if exit_code in (0, EXIT_TIMEOUT):  # a run past max_duration is not retried
+        return _Outcome(exit_code)
+    return _Outcome(exit_code, RetryEvent.ERROR, f"The commands failed with exit code {exit_code}")
+
+
+def _seconds_from_now(moment: float) -> str:
+    return f"in {max(0, round(moment - time.monotonic()))}s"
+
+
+def _close_sessions(sessions: list[NodeSession]) -> None:
+    for session in sessions:
+        with contextlib.suppress(Exception):
+            session.close()
+    sessions.clear()
 
 
 def _in_main_thread() -> bool:
@@ -190,34 +254,42 @@ def _short(exc: Exception) -> str:
 
 
 def _teardown(stack: RunStack | None, run_name: str, ui: RunUI) -> bool:
-    """Destroy and remove the stack. A first Ctrl+C here is ignored (with a notice); a second one
-    gives up and prints the command that finishes the job."""
+    """Destroy and remove the stack; False (with the command that finishes the job) when it fails."""
     if stack is None:
         return True
+    ui.say(f"Tearing down {run_name}...")
+    try:
+        stack.destroy_and_remove(on_event=_stack_event_reporter(ui))
+    except Exception as exc:  # noqa: BLE001 - reported with the way out
+        ui.warn(f"Teardown of {run_name} did not finish ({_short(exc)}). Clean up with: {stop_command(run_name)}")
+        return False
+    ui.say(f"Torn down: nothing of {run_name} is left running.")
+    return True
+
+
+@contextlib.contextmanager
+def _patient_interrupts(run_name: str, ui: RunUI):
+    """While cleaning up, a first Ctrl+C is only acknowledged; a second one raises
+    KeyboardInterrupt, and the caller then prints the command that finishes the job."""
+    if not _in_main_thread():
+        yield
+        return
     interrupts = 0
 
     def on_interrupt(_signum, _frame):
         nonlocal interrupts
         interrupts += 1
         if interrupts == 1:
-            ui.warn(f"Still tearing down {run_name}; press Ctrl+C again to stop waiting "
+            ui.warn(f"Still cleaning up {run_name}; press Ctrl+C again to stop waiting "
                     f"(then run `{stop_command(run_name)}`)")
         else:
             raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, on_interrupt) if _in_main_thread() else None
+    previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        ui.say(f"Tearing down {run_name}...")
-        stack.destroy_and_remove(on_event=_stack_event_reporter(ui))
-        ui.say(f"Torn down: nothing of {run_name} is left running.")
-        return True
-    except BaseException as exc:  # noqa: BLE001 - includes the second Ctrl+C
-        ui.warn(f"Teardown of {run_name} did not finish ({_short(exc) if isinstance(exc, Exception) else 'interrupted'}). "
-                f"Clean up with: {stop_command(run_name)}")
-        return False
+        yield
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, previous)
 
 
 def _parallel(calls: list[Callable], swallow: bool = False) -> list:
@@ -258,7 +330,8 @@ def _run_commands(plan: RunPlan, outputs: StackOutputs, sessions: list[NodeSessi
     nodes_ips = [node.private_address for node in sorted(outputs.nodes, key=lambda n: n.rank)]
     gpus_per_node = plan.offer.gpu.count if plan.offer.gpu else 0
     commands = (configuration.build if plan.build else []) + configuration.commands
-    pip_cache = str(cache_dir() / "pip") if plan.backend == "local" else None
+    local = plan.backend == "local"
+    pip_cache = str(cache_dir() / "pip") if local else None
     failures: list[tuple[int, int]] = []
     lock = threading.Lock()
 
@@ -269,8 +342,12 @@ def _run_commands(plan: RunPlan, outputs: StackOutputs, sessions: list[NodeSessi
             run_name=plan.run_name, rank=rank, nodes_ips=nodes_ips, gpus_per_node=gpus_per_node,
             working_dir=session.endpoint.working_dir, venv_dir=f"{node_dir}/venv", user_env=configuration.env,
         )
+        # A cloud node keeps its wheelhouse next to its runs' directories; local runs share the host's.
+        node_cache = cache_dir() if local else Path(node_dir).parent
+        wheelhouse = str(wheelhouse_dir()) if local else str(node_cache / "wheels")
         script = render_script(environment=environment, commands=commands, python=plan.python,
-                               pip_cache_dir=pip_cache, shell=configuration.shell)
+                               pip_cache_dir=pip_cache, wheelhouse=wheelhouse,
+                               venv_seeds=str(node_cache / "venv-seeds"), shell=configuration.shell)
         prefix = f"[{rank}] " if plan.nodes > 1 else ""
         code = session.run_script(script, log.emit, prefix)
         if code != 0:
@@ -290,7 +367,7 @@ def _run_commands(plan: RunPlan, outputs: StackOutputs, sessions: list[NodeSessi
     if deadline:
         def on_timeout():
             ui.warn(f"max_duration ({deadline}s) reached: stopping the run")
-            failures.append((-1, 124))
+            failures.append((-1, EXIT_TIMEOUT))
             for session in sessions:
                 session.stop()
 

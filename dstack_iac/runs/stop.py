@@ -12,8 +12,11 @@ from dstack_iac.runs.registry import RunStatus
 def clean_up_run(run_name: str, say: Callable[[str], None] = print) -> None:
     """Destroy the run's stack (its providers stop every process they started) and record it."""
     if stack_exists(run_name):
+        stack = RunStack(run_name)
+        for pid in stack.release_abandoned_locks():
+            say(f"Released the lock left on {run_name}'s stack by an interrupted Pulumi process (pid {pid}).")
         say(f"Destroying the stack of {run_name}...")
-        RunStack(run_name).destroy_and_remove()
+        stack.destroy_and_remove()
     else:
         say(f"{run_name} has no stack left.")
     record = registry.load(run_name)

@@ -105,6 +105,68 @@ def test_ctrl_c_tears_everything_down(e2e_home, tmp_path):
     assert ps[0]["status"] == "stopped" and ps[0]["exit_code"] == 130
 
 
+def test_second_ctrl_c_gives_up_and_names_the_command_that_cleans_up(e2e_home, tmp_path):
+    # The task ignores SIGTERM, so stopping it takes the few seconds before SIGKILL: the window
+    # in which the impatient user presses Ctrl+C twice more.
+    write_task(tmp_path, "name: impatient\ncommands:\n  - trap '' TERM\n  - echo started\n  - sleep 600\n")
+    process = spawn(e2e_home, "run", str(tmp_path), "-f", str(tmp_path / "t.dstack.yml"), "-y")
+    read_until(process, "started")
+    process.send_signal(signal.SIGINT)
+    for line in process.stdout:
+        if line.startswith("Interrupted"):
+            break
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    rest = process.communicate(timeout=60)[0]
+    assert process.returncode == 130, rest
+    assert "press Ctrl+C again" in rest
+    assert "Teardown of impatient did not finish (interrupted). Clean up with: dstack-iac stop impatient" in rest
+    assert "Torn down" not in rest
+    assert stack_files(e2e_home), "the stack is still there until the user cleans up"
+    assert "orphaned" in dstack(e2e_home, "ps").stdout
+    result = dstack(e2e_home, "stop", "impatient")
+    assert result.returncode == 0, result.stderr
+    assert_nothing_left(e2e_home)
+
+
+def test_retry_on_error_runs_again_until_the_commands_succeed(e2e_home, tmp_path):
+    marker = tmp_path / "first-attempt-done"
+    write_task(tmp_path, "retry:\n  on_events: [error]\n  duration: 5m\ncommands:\n"
+                         f"  - if [ -f {marker} ]; then echo second-attempt-ok; else touch {marker}; exit 3; fi\n")
+    result = dstack(e2e_home, "run", str(tmp_path), "-f", str(tmp_path / "t.dstack.yml"), "-y")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "The commands failed with exit code 3: retrying (attempt 2, on error" in result.stderr
+    assert "second-attempt-ok" in result.stdout
+    assert_nothing_left(e2e_home)
+
+
+def test_retry_only_on_the_configured_events_and_within_its_duration(e2e_home, tmp_path):
+    write_task(tmp_path, "retry:\n  on_events: [no-capacity, interruption]\ncommands:\n  - exit 3\n", name="a.dstack.yml")
+    write_task(tmp_path, "retry:\n  on_events: [error]\n  duration: 1s\ncommands:\n  - sleep 1.5\n  - exit 4\n",
+               name="b.dstack.yml")
+    not_an_event = dstack(e2e_home, "run", str(tmp_path), "-f", str(tmp_path / "a.dstack.yml"), "-y")
+    past_duration = dstack(e2e_home, "run", str(tmp_path), "-f", str(tmp_path / "b.dstack.yml"), "-y")
+    assert (not_an_event.returncode, past_duration.returncode) == (3, 4)
+    assert "retrying" not in not_an_event.stderr + past_duration.stderr
+    assert_nothing_left(e2e_home)
+
+
+def test_repeated_installs_come_from_the_shared_wheelhouse(e2e_home, tmp_path):
+    wheelhouse = tmp_path / "wheelhouse"
+    write_task(tmp_path / "task", "nodes: 2\ncommands:\n  - pip install six==1.16.0\n  - python -c 'import six; print(\"six\", six.__version__)'\n")
+    env = {"DSTACK_IAC_WHEELHOUSE": str(wheelhouse)}
+    runs = [dstack(e2e_home, "run", str(tmp_path / "task"), "-f", str(tmp_path / "task" / "t.dstack.yml"), "-y", env=env)
+            for _ in range(2)]
+    for result in runs:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "[0] six 1.16.0" in result.stdout and "[1] six 1.16.0" in result.stdout
+    assert [p.name for p in wheelhouse.glob("*.whl")] == ["six-1.16.0-py2.py3-none-any.whl"]
+    # The second run installs on both nodes from the wheelhouse, downloading nothing.
+    assert "Downloading" not in runs[1].stdout
+    assert runs[1].stdout.count(f"Processing {wheelhouse}/six-1.16.0") == 2
+
+
 def test_killing_a_node_fails_the_run_and_cleans_up(e2e_home, tmp_path):
     write_task(tmp_path, "nodes: 2\ncommands:\n  - echo up-$DSTACK_NODE_RANK\n  - sleep 600\n")
     process = spawn(e2e_home, "run", str(tmp_path), "-f", str(tmp_path / "t.dstack.yml"), "-y")

@@ -1,0 +1,71 @@
+"""The node script, run for real with bash on this machine (no SSH needed for what it does)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from dstack_iac.execution.interpreters import base_interpreter
+from dstack_iac.execution.script import PIP_SHIM, node_environment, render_script
+
+
+def script_for(tmp_path: Path, commands: list[str], **options) -> str:
+    environment = node_environment(
+        run_name="r", rank=0, nodes_ips=["127.0.0.2"], gpus_per_node=0, working_dir=str(tmp_path / "work"),
+        venv_dir=str(tmp_path / "venv"), user_env={"GREETING": "it's \"quoted\" $NOT_EXPANDED"},
+    )
+    (tmp_path / "work").mkdir(exist_ok=True)
+    return render_script(environment=environment, commands=commands, python=base_interpreter(), **options)
+
+
+def run_script(tmp_path: Path, script: str) -> subprocess.CompletedProcess:
+    path = tmp_path / "task.sh"
+    path.write_text(script)
+    return subprocess.run(["bash", str(path)], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("options", [{}, {"wheelhouse": "/w h", "venv_seeds": "/s", "pip_cache_dir": "/p"}])
+def test_rendered_scripts_are_valid_bash(tmp_path, options):
+    script = script_for(tmp_path, ["echo one", "echo two"], **options)
+    for text in (script, PIP_SHIM):
+        path = tmp_path / "check.sh"
+        path.write_text(text)
+        assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
+        if shutil.which("shellcheck"):
+            checked = subprocess.run(["shellcheck", "-S", "warning", str(path)], capture_output=True, text=True)
+            assert checked.returncode == 0, checked.stdout
+
+
+def test_environment_values_reach_the_commands_verbatim(tmp_path):
+    result = run_script(tmp_path, script_for(tmp_path, ['echo "$GREETING"', 'echo "$DSTACK_NODES_IPS"', "pwd"]))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["it's \"quoted\" $NOT_EXPANDED", "127.0.0.2", str(tmp_path / "work")]
+
+
+def test_first_failing_command_stops_the_script(tmp_path):
+    result = run_script(tmp_path, script_for(tmp_path, ["echo before", "false", "echo after"]))
+    assert (result.returncode, result.stdout) == (1, "before\n")
+
+
+def test_venvs_are_made_from_a_seed_and_have_pip(tmp_path):
+    seeds = tmp_path / "seeds"
+    commands = ['python -c "import sys; print(sys.prefix)"', "pip --version"]
+    result = run_script(tmp_path, script_for(tmp_path, commands, venv_seeds=str(seeds), wheelhouse=str(tmp_path / "w")))
+    assert result.returncode == 0, result.stderr
+    prefix, pip_line = result.stdout.splitlines()
+    assert prefix == str(tmp_path / "venv") and f"from {tmp_path / 'venv'}/lib/" in pip_line
+    [seed] = [p for p in seeds.iterdir() if p.is_dir()]
+    assert list(seed.glob("lib/python*/site-packages/pip"))
+    # The run's own venv was made without pip: no ensurepip-installed entry points of its own.
+    assert not (tmp_path / "venv" / "bin" / "pip").exists()
+
+
+def test_an_unusable_seeds_dir_falls_back_to_a_plain_venv(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    result = run_script(tmp_path, script_for(tmp_path, ["pip --version"], venv_seeds=str(blocker / "seeds")))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "venv" / "bin" / "pip").exists()
