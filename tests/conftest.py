@@ -48,6 +48,17 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
+def describe(pids: list[int]) -> str:
+    """Command lines of `pids`, for assertion messages."""
+    lines = []
+    for pid in pids:
+        try:
+            lines.append(f"{pid}: " + Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:300])
+        except OSError:
+            lines.append(f"{pid}: (gone)")
+    return "\n".join(lines)
+
+
 def stack_files(home: Path) -> list[Path]:
     return [p for p in home.rglob("*") if ".pulumi/stacks" in p.as_posix() and p.suffix == ".json"]
 
@@ -63,7 +74,8 @@ def e2e_root(tmp_path_factory):
     deadline = time.monotonic() + 10
     while processes_mentioning(str(root)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert processes_mentioning(str(root)) == [], "processes started by the tests are still alive"
+    left = processes_mentioning(str(root))
+    assert left == [], "processes started by the tests are still alive:\n" + describe(left)
     assert stack_files(root) == [], "stacks were left behind"
 
 

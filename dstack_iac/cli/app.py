@@ -85,9 +85,11 @@ def schema() -> None:
     sys.stdout.write(json.dumps(task_json_schema(), indent=2) + "\n")
 
 
+from dstack_iac.cli import offers as _offers  # noqa: E402
 from dstack_iac.cli import runs as _runs  # noqa: E402 - registers run, preview, ps, logs, stop
 
 _runs.register(app)
+_offers.register(app)
 
 
 def main() -> None:

@@ -92,6 +92,9 @@ class _Origin:
     flag: str | None = None
 
 
+FLAGS_ONLY_TASK = "type: task\ncommands: ['true']\n"
+
+
 def discover_configuration(repo_dir: Path, file: Path | None) -> Path:
     """`-f FILE`, else `.dstack.yml` in the run directory; names must end with `.dstack.yml`."""
     if file is None:
@@ -117,11 +120,17 @@ def load_task(
     run_args: Sequence[str] = (),
     caller_env: Mapping[str, str] | None = None,
     home: Path | None = None,
+    flags_only_if_missing: bool = False,
 ) -> Task:
+    """With `flags_only_if_missing` (for `offers`), no `-f` and no `.dstack.yml` means an empty
+    task shaped by the flags alone."""
     overrides = overrides or Overrides()
     caller_env = dict(os.environ if caller_env is None else caller_env)
-    path = discover_configuration(repo_dir, file)
-    source = load_yaml(path.read_text(), _display(path))
+    if flags_only_if_missing and file is None and not (repo_dir / ".dstack.yml").is_file():
+        path, source = repo_dir / "(flags)", load_yaml(FLAGS_ONLY_TASK, "(command-line flags)")
+    else:
+        path = discover_configuration(repo_dir, file)
+        source = load_yaml(path.read_text(), _display(path))
     if not isinstance(source.data, dict):
         raise ConfigError([ConfigIssue(source.file, 1, 1, "", "expected a mapping of fields, e.g. `type: task`")])
     kind = source.data.get("type")

@@ -13,6 +13,7 @@ class GpuInfo(BaseModel):
     memory_gb: float
     count: int
     compute_capability: str | None = None
+    catalog_name: str | None = None  # the catalog's spelling, e.g. A100-80GB, when it differs
 
 
 class Offer(BaseModel):

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from dstack_iac.config.models import RetryEvent
 from dstack_iac.execution.nodes import NodeSession, write_known_hosts
 from dstack_iac.execution.script import node_environment, render_script
 from dstack_iac.execution.workdir import pack_working_dir
+from dstack_iac.infra.local import processes
 from dstack_iac.infra.program import StackOutputs, run_program
 from dstack_iac.infra.stack import RunStack
 from dstack_iac.paths import cache_dir, wheelhouse_dir
@@ -121,6 +123,7 @@ def execute_run(plan: RunPlan, ui: RunUI, archive: bytes | None = None) -> RunRe
     status, exit_code, message = RunStatus.FAILED, 1, ""
     log = RunLog(record.log_path, ui)
     previous_term = None
+    interrupts, gave_up = _Interrupts(plan.run_name, ui), False
     if _in_main_thread():
         previous_term = signal.signal(signal.SIGTERM, _raise_terminated)
         # Ctrl+C must reach the teardown even when the shell started us with SIGINT ignored.
@@ -134,7 +137,7 @@ def execute_run(plan: RunPlan, ui: RunUI, archive: bytes | None = None) -> RunRe
         give_up_at = time.monotonic() + retry.duration if retry else 0.0
         attempt = 1
         while True:
-            outcome = _attempt(plan, stack, archive, record, log, ui, phases, sessions)
+            outcome = _attempt(plan, stack, archive, record, log, ui, phases, sessions, interrupts)
             if outcome.event is None or not retry or outcome.event not in retry.on_events \
                     or time.monotonic() >= give_up_at:
                 break
@@ -148,31 +151,39 @@ def execute_run(plan: RunPlan, ui: RunUI, archive: bytes | None = None) -> RunRe
             raise outcome.error
         exit_code = outcome.exit_code
         status = RunStatus.DONE if exit_code == 0 else RunStatus.FAILED
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _GaveUp) as exc:
         exit_code, status, message = EXIT_INTERRUPTED, RunStatus.STOPPED, "interrupted"
-        ui.warn("Interrupted: stopping the commands and tearing down...")
-    except _Terminated:
+        gave_up = interrupts.caught(exc)
+    except _Terminated as exc:
         exit_code, status, message = EXIT_TERMINATED, RunStatus.STOPPED, "terminated"
-        ui.warn("Terminated: stopping the commands and tearing down...")
+        interrupts.caught(exc, "Terminated")
     except Exception as exc:  # noqa: BLE001 - every failure must reach the teardown below
         exit_code, status, message = 1, RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
         ui.warn(f"Run failed: {_short(exc)}")
     finally:
         log.close()
+        interrupts.arm()
+        torn_down = False
         try:
-            with _patient_interrupts(plan.run_name, ui):
-                if status == RunStatus.STOPPED:
-                    _parallel([s.stop for s in sessions], swallow=True)
-                _close_sessions(sessions)
-                record = registry.finish(record.model_copy(update={"status": RunStatus.TERMINATING}),
-                                         RunStatus.TERMINATING, None)
-                started = time.perf_counter()
-                torn_down = _teardown(stack, plan.run_name, ui)
-                phases["destroy"] = time.perf_counter() - started
-        except KeyboardInterrupt:
+            if gave_up:
+                raise _GaveUp()
+            if status == RunStatus.STOPPED:
+                _parallel([s.stop for s in sessions], swallow=True)
+            _close_sessions(sessions)
+            record = registry.finish(record.model_copy(update={"status": RunStatus.TERMINATING}),
+                                     RunStatus.TERMINATING, None)
+            started = time.perf_counter()
+            torn_down = _teardown(stack, plan.run_name, ui)
+            phases["destroy"] = time.perf_counter() - started
+        except (_GaveUp, KeyboardInterrupt):
+            interrupts.give_up()
+            _close_sessions(sessions)  # lets the node threads return, so we can exit
+            _abandon_engine()
             ui.warn(f"Teardown of {plan.run_name} did not finish (interrupted). "
                     f"Clean up with: {stop_command(plan.run_name)}")
-            torn_down, exit_code = False, EXIT_INTERRUPTED
+            exit_code = EXIT_INTERRUPTED
+        finally:
+            interrupts.disarm()
         if previous_term is not None:
             signal.signal(signal.SIGTERM, previous_term)
         if torn_down:
@@ -195,7 +206,7 @@ class _Outcome:
 
 
 def _attempt(plan: RunPlan, stack: RunStack, archive: bytes, record: RunRecord, log: RunLog, ui: RunUI,
-             phases: dict[str, float], sessions: list[NodeSession]) -> _Outcome:
+             phases: dict[str, float], sessions: list[NodeSession], interrupts: "_Interrupts") -> _Outcome:
     """Provision the stack, connect, upload and run the commands once. `sessions` is filled in
     place so the caller can stop and close them whatever happens."""
     started = time.perf_counter()
@@ -218,7 +229,7 @@ def _attempt(plan: RunPlan, stack: RunStack, archive: bytes, record: RunRecord, 
     started = time.perf_counter()
     try:
         with _forward_ports(plan, sessions[0], ui):
-            exit_code = _run_commands(plan, outputs, sessions, log, ui)
+            exit_code = _run_commands(plan, outputs, sessions, log, ui, interrupts)
     except (paramiko.SSHException, EOFError, OSError) as exc:
         return _Outcome(1, RetryEvent.INTERRUPTION, f"Lost a node ({_short(exc)})", exc)
     phases["commands"] = time.perf_counter() - started
@@ -267,29 +278,65 @@ def _teardown(stack: RunStack | None, run_name: str, ui: RunUI) -> bool:
     return True
 
 
-@contextlib.contextmanager
-def _patient_interrupts(run_name: str, ui: RunUI):
-    """While cleaning up, a first Ctrl+C is only acknowledged; a second one raises
-    KeyboardInterrupt, and the caller then prints the command that finishes the job."""
-    if not _in_main_thread():
-        yield
-        return
-    interrupts = 0
+def _abandon_engine() -> None:
+    """Stop the Pulumi update we stopped waiting for (the CLI and its plugins, our own child
+    processes, by pid), so that it does not go on half-done after we exit; `dstack-iac stop`
+    then takes over and releases the lock it leaves. Its event-reading thread fails as the
+    pipe closes: that noise is for nobody."""
+    warnings.filterwarnings("ignore", category=UserWarning, module="pulumi")
+    threading.excepthook = lambda args: None
+    processes.terminate(processes.descendants(os.getpid()))
 
-    def on_interrupt(_signum, _frame):
-        nonlocal interrupts
-        interrupts += 1
-        if interrupts == 1:
-            ui.warn(f"Still cleaning up {run_name}; press Ctrl+C again to stop waiting "
-                    f"(then run `{stop_command(run_name)}`)")
-        else:
-            raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+class _GaveUp(BaseException):
+    """The user's second Ctrl+C: stop waiting for the cleanup."""
+
+
+class _Interrupts:
+    """Ctrl+C during a run: the first stops the commands and tears down (announced at once); while
+    that cleanup runs, another one gives up waiting, and the caller prints the command that
+    finishes the job. A first Ctrl+C during a normal teardown is only acknowledged."""
+
+    def __init__(self, run_name: str, ui: RunUI):
+        self.run_name, self.ui, self.count = run_name, ui, 0
+        self._previous = None
+        self._first: BaseException | None = None
+
+    def caught(self, exc: BaseException, verb: str = "Interrupted") -> bool:
+        """The run phase caught `exc` (Ctrl+C or SIGTERM): arm, then announce once. True when
+        this is a further Ctrl+C that slipped in before arming: the user gives up waiting."""
+        self.arm()
+        if isinstance(exc, _GaveUp):
+            return True
+        if self._first is None:
+            self._first, self.count = exc, 1
+            self.ui.warn(f"{verb}: stopping the commands and tearing down "
+                         f"(press Ctrl+C again to stop waiting, then run `{stop_command(self.run_name)}`)...")
+            return False
+        return exc is not self._first and isinstance(exc, KeyboardInterrupt)
+
+    def arm(self) -> None:
+        if self._previous is None and _in_main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_interrupt)
+
+    def give_up(self) -> None:
+        """From now until exit, Ctrl+C is ignored: the user has been told what to run."""
+        if _in_main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            self._previous = None
+
+    def disarm(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _on_interrupt(self, _signum, _frame) -> None:
+        self.count += 1
+        if self.count == 1:
+            self.ui.warn(f"Still tearing down {self.run_name}; press Ctrl+C again to stop waiting "
+                         f"(then run `{stop_command(self.run_name)}`)")
+            return
+        raise _GaveUp()
 
 
 def _parallel(calls: list[Callable], swallow: bool = False) -> list:
@@ -325,7 +372,8 @@ def _forward_ports(plan: RunPlan, master: NodeSession, ui: RunUI):
         yield
 
 
-def _run_commands(plan: RunPlan, outputs: StackOutputs, sessions: list[NodeSession], log: RunLog, ui: RunUI) -> int:
+def _run_commands(plan: RunPlan, outputs: StackOutputs, sessions: list[NodeSession], log: RunLog, ui: RunUI,
+                  interrupts: "_Interrupts") -> int:
     configuration = plan.configuration
     nodes_ips = [node.private_address for node in sorted(outputs.nodes, key=lambda n: n.rank)]
     gpus_per_node = plan.offer.gpu.count if plan.offer.gpu else 0
@@ -378,8 +426,11 @@ def _run_commands(plan: RunPlan, outputs: StackOutputs, sessions: list[NodeSessi
     futures = [pool.submit(run_node, session) for session in sessions]
     try:
         wait(futures)
-    except BaseException:
-        # Ctrl+C or SIGTERM: stop the commands everywhere, let the node threads return, re-raise.
+    except BaseException as exc:
+        # Ctrl+C or SIGTERM: say so at once, stop the commands everywhere, let the node threads
+        # return, re-raise.
+        if isinstance(exc, (KeyboardInterrupt, _Terminated)):
+            interrupts.caught(exc, "Terminated" if isinstance(exc, _Terminated) else "Interrupted")
         _parallel([s.stop for s in sessions], swallow=True)
         wait(futures, timeout=30)
         raise
