@@ -1,0 +1,1 @@
+"""What AWS and GCP share: the cluster contract, node setup script, credential checks."""

@@ -1,0 +1,63 @@
+"""The contract between planning and the cloud components: one typed object per cluster."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from dstack_iac.offers.models import Offer
+
+NODE_USER = "ubuntu"
+NODE_ROOT = "/opt/dstack-iac"  # runs live in <root>/run, the shared wheelhouse in <root>/wheels
+
+
+class NodeHostKey(BaseModel):
+    """A host key the run generated for one node, so the SSH client can pin it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    public: str
+    private: SecretStr
+
+
+class MountedVolume(BaseModel):
+    """A network volume (looked up by name, or registered by id) and where the task sees it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    path: str
+    volume_id: str | None = None
+    rank: int = 0  # the node it attaches to: a network disk attaches to one instance
+
+
+class RegistryLogin(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    server: str
+    username: str
+    password: SecretStr
+
+
+class ClusterSpec(BaseModel):
+    """Everything a cloud component needs to declare a run's nodes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_name: str = Field(pattern=r"^[a-z][a-z0-9-]{1,40}$")
+    offer: Offer
+    nodes: int = Field(default=1, ge=1)
+    authorized_key: str
+    host_keys: list[NodeHostKey]
+    ssh_cidr: str = Field(description="Who may reach the nodes' SSH port, e.g. 203.0.113.7/32.")
+    disk_gb: float = 100
+    image: str | None = None
+    registry: RegistryLogin | None = None
+    volumes: list[MountedVolume] = []
+
+    @property
+    def working_dir(self) -> str:
+        return f"{NODE_ROOT}/run/workdir"
+
+    @property
+    def gpu(self) -> bool:
+        return self.offer.gpu is not None and self.offer.gpu.count > 0
