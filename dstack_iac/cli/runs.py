@@ -50,15 +50,28 @@ def _plan(task: Task, run_name: str | None = None):
         raise _fail(f"{exc}\n({NO_PROVISION})", exc.exit_code) from None
 
 
+def _require_cloud_access(plan) -> None:
+    """Cloud runs need credentials: checked before any resource is declared."""
+    if plan.backend == "local":
+        return
+    from dstack_iac.infra.cloud.credentials import MissingCredentials, require_credentials
+
+    try:
+        source = require_credentials(plan.backend)
+    except MissingCredentials as exc:
+        raise _fail(f"{exc}\n({NO_PROVISION})", exc.exit_code) from None
+    error_console.print(f"{plan.backend.upper()} credentials: {source}", style="dim")
+
+
 def plan_table(plan) -> Table:
-    columns = ["RUN", "CONFIGURATION", "BACKEND", "REGION", "RESOURCES", "SPOT", "PRICE"]
+    columns = ["RUN", "CONFIGURATION", "BACKEND", "REGION", "INSTANCE", "RESOURCES", "SPOT", "PRICE"]
     if plan.nodes > 1:
         columns.insert(3, "NODES")
     table = Table(box=None, pad_edge=False)
     for column in columns:
         table.add_column(column, no_wrap=True)
     price = f"${plan.offer.price:g}" + (f" (x{plan.nodes} = ${plan.total_price:g})" if plan.nodes > 1 else "")
-    row = [plan.run_name, plan.configuration_path, plan.backend, plan.offer.region,
+    row = [plan.run_name, plan.configuration_path, plan.backend, plan.offer.region, plan.offer.instance_type,
            plan.offer.resources_summary(), "yes" if plan.offer.spot else "no", price]
     if plan.nodes > 1:
         row.insert(3, str(plan.nodes))
@@ -85,13 +98,14 @@ def register(app: typer.Typer) -> None:
         started = time.perf_counter()
         task = _load(repo_dir, file, overrides, run_args)
         plan = _plan(task)
+        console.print(plan_table(plan), crop=False)
+        console.print()
+        _require_cloud_access(plan)
         try:
             archive = pack_working_dir(plan.repo_dir)
         except UploadTooLarge as exc:
             raise _fail(f"{exc} ({NO_PROVISION})", exc.exit_code) from None
         plan_seconds = time.perf_counter() - started
-        console.print(plan_table(plan), crop=False)
-        console.print()
         if not yes and sys.stdin.isatty() and not typer.confirm("Continue?", default=True):
             raise typer.Exit(1)
         ui = RunUI(
@@ -126,8 +140,9 @@ def register(app: typer.Typer) -> None:
 
         task = _load(repo_dir, file, overrides, run_args)
         plan = _plan(task, run_name=task.configuration.name or "preview")
-        console.print(plan_table(plan))
+        console.print(plan_table(plan), crop=False)
         console.print()
+        _require_cloud_access(plan)
         changes = preview_run(plan)
         table = Table("OP", "RESOURCE", "TYPE", "PROPERTIES", box=None, pad_edge=False)
         for change in changes:

@@ -45,3 +45,11 @@ def interpolate(
 
 def resolve_node_rank(text: str, rank: int) -> str:
     return re.sub(r"\$\{\{\s*dstack\.node_rank\s*\}\}", str(rank), text)
+
+
+_NODE_RANK = re.compile(r"\$\{\{\s*" + re.escape(NODE_RANK_REFERENCE) + r"\s*\}\}")
+
+
+def resolve_node_rank(text: str, rank: int) -> str:
+    """`${{ dstack.node_rank }}` in a volume name, for one node."""
+    return _NODE_RANK.sub(str(rank), text)

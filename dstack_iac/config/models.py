@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from dstack_iac.config import grammar
-from dstack_iac.config.interpolation import NODE_RANK_REFERENCE, interpolate
+from dstack_iac.config.interpolation import NODE_RANK_REFERENCE, interpolate, resolve_node_rank
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,40}$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -175,7 +175,7 @@ def _check_mount_path(path: Any) -> str:
 def _check_volume_name(name: Any) -> str:
     if not isinstance(name, str):
         raise ValueError(f"volume name {name!r} must be a string")
-    probe = re.sub(r"\$\{\{\s*" + re.escape(NODE_RANK_REFERENCE) + r"\s*\}\}", "0", name)
+    probe = resolve_node_rank(name, 0)
     if "${{" in probe:
         raise ValueError(f"volume name {name!r}: only ${{{{ {NODE_RANK_REFERENCE} }}}} may be used here")
     if not NAME_RE.match(probe):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import shlex
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import paramiko
 from dstack_iac.infra.program import NodeEndpoint
 
 CONNECT_TIMEOUT = 20
+BOOT_TIMEOUT = 900  # cloud nodes: boot, first-boot script (Docker, image pull)
 
 
 def write_known_hosts(path: Path, nodes: list[NodeEndpoint]) -> None:
@@ -56,6 +58,26 @@ class NodeSession:
         self.connection = self._connect()
         self.node_dir = str(Path(endpoint.working_dir).parent)
         self._stopped = threading.Event()
+
+    @classmethod
+    def when_ready(cls, endpoint: NodeEndpoint, key_path: Path, known_hosts: Path,
+                   timeout: float = BOOT_TIMEOUT) -> "NodeSession":
+        """Connect once the node answers SSH and its first-boot script has finished."""
+        from dstack_iac.infra.cloud.node_setup import READY_MARKER
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                session = cls(endpoint, key_path, known_hosts)
+                if session.connection.run(f"test -f {READY_MARKER}", hide=True, warn=True).ok:
+                    return session
+                session.close()
+            except (paramiko.SSHException, OSError, EOFError):
+                if time.monotonic() > deadline:
+                    raise
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"node {endpoint.rank} ({endpoint.address}) was not ready after {timeout:.0f}s")
+            time.sleep(5)
 
     def _connect(self) -> fabric.Connection:
         connection = fabric.Connection(

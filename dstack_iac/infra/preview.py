@@ -28,7 +28,17 @@ def _describe(inputs: dict) -> str:
 
 def preview_run(plan: RunPlan) -> list[PlannedChange]:
     stack_name = f"preview-{plan.run_name}-{secrets.token_hex(3)}"
-    program = run_program(plan, public_key="ssh-ed25519 (generated at launch)", user="(you)")
+    host_keys = ssh_cidr = None
+    if plan.backend != "local":
+        from pydantic import SecretStr
+
+        from dstack_iac.infra.cloud.network import caller_ssh_cidr
+        from dstack_iac.infra.cloud.spec import NodeHostKey
+
+        placeholder = NodeHostKey(public="ssh-ed25519 (generated at launch)", private=SecretStr("(generated at launch)"))
+        host_keys, ssh_cidr = [placeholder] * plan.nodes, caller_ssh_cidr()
+    program = run_program(plan, public_key="ssh-ed25519 (generated at launch)", user="(you)", host_keys=host_keys,
+                          ssh_cidr=ssh_cidr)
     stack = RunStack(stack_name, program)
     changes: list[PlannedChange] = []
 

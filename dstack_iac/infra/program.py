@@ -30,10 +30,47 @@ class StackOutputs(BaseModel):
     key_path: str
 
 
-def run_program(plan: RunPlan, public_key: str, user: str) -> Callable[[], None]:
+def cluster_spec(plan: RunPlan, public_key: str, host_keys: list, ssh_cidr: str):
+    """A cloud run's ClusterSpec: the plan, the run's keys, and its volumes per rank."""
+    from dstack_iac.config.interpolation import resolve_node_rank
+    from dstack_iac.config.models import NetworkVolumeMount
+    from dstack_iac.infra.cloud.spec import ClusterSpec, MountedVolume, RegistryLogin
+
+    configuration = plan.configuration
+    volumes = []
+    for mount in configuration.volumes:
+        if not isinstance(mount, NetworkVolumeMount):
+            continue
+        for rank in range(plan.nodes):
+            name = resolve_node_rank(mount.name[0], rank)
+            per_rank = name != mount.name[0]
+            if per_rank or rank == 0:
+                volumes.append(MountedVolume(name=name, path=mount.path, rank=rank))
+    registry = None
+    if configuration.registry_auth and configuration.image:
+        server = configuration.image.split("/")[0] if "." in configuration.image.split("/")[0] else "docker.io"
+        registry = RegistryLogin(server=server, username=configuration.registry_auth.username,
+                                 password=configuration.registry_auth.password)
+    return ClusterSpec(
+        run_name=plan.run_name, offer=plan.offer, nodes=plan.nodes, authorized_key=public_key, host_keys=host_keys,
+        ssh_cidr=ssh_cidr, disk_gb=plan.offer.disk_gb, image=configuration.image, registry=registry, volumes=volumes,
+    )
+
+
+def run_program(plan: RunPlan, public_key: str, user: str, host_keys: list | None = None,
+                ssh_cidr: str | None = None) -> Callable[[], None]:
     def program() -> None:
         import pulumi
 
+        if plan.backend in ("aws", "gcp"):
+            if plan.backend == "aws":
+                from dstack_iac.infra.aws import AwsTaskCluster as Cluster
+            else:
+                from dstack_iac.infra.gcp import GcpTaskCluster as Cluster
+            cluster = Cluster("run", cluster_spec(plan, public_key, host_keys or [], ssh_cidr or ""))
+            pulumi.export("nodes", cluster.nodes)
+            pulumi.export("key_path", str(run_dir(plan.run_name) / "id_ed25519"))
+            return
         if plan.backend == "local":
             from dstack_iac.infra.local.provider import LocalNode
 

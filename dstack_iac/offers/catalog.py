@@ -22,7 +22,7 @@ from typing import NamedTuple
 from dstack_iac.offers.gpus import gpu_model
 from dstack_iac.paths import cache_dir
 
-_CACHE_FORMAT = 1  # bump when CatalogRow or the parsing changes
+_CACHE_FORMAT = 2  # bump when CatalogRow or the parsing changes
 
 SOURCE_NOTE = ("Prices: offline snapshot of the SkyPilot catalog (github.com/skypilot-org/skypilot-catalog, "
                "Apache-2.0), read 2026-11-22; see dstack_iac/offers/data/SOURCE.md")
@@ -74,7 +74,9 @@ def _gpu_fields(catalog_name: str | None, count: int, memory_mib: float | None):
     if not catalog_name or count <= 0:
         return (None, None, 0, 0.0, None, None)
     model = gpu_model(catalog_name)
-    memory = round(memory_mib / 1024) if memory_mib else model.memory_gb
+    # The nominal size (24GB for an A10G), as users write it: clouds report the usable memory
+    # (22888 MiB) instead, which would make `gpu: 24GB` miss every 24GB card.
+    memory = model.memory_gb or (round(memory_mib / 1024) if memory_mib else 0)
     return (model.name, catalog_name, count, float(memory), model.vendor, model.compute_capability)
 
 

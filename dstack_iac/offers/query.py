@@ -171,7 +171,12 @@ def find_offers(query: OfferQuery, limit: int | None = None) -> list[Offer]:
 def _explain(steps: list[tuple[str, int]], excluding: str, survivors: list[_Candidate]) -> str:
     lines = [f"no offer matches: {excluding} excluded all of the {len(survivors)} offers left by"]
     lines += [f"  {label}: {count} offers" for label, count in steps]
-    examples = sorted(survivors, key=lambda c: c.price)[:3]
+    examples, seen = [], set()
+    for candidate in sorted(survivors, key=lambda c: c.price):
+        key = (candidate.row.backend, candidate.row.region, candidate.row.instance_type, candidate.spot)
+        if key not in seen and len(examples) < 3:
+            seen.add(key)
+            examples.append(candidate)
     if examples:
         lines.append("  cheapest of those: " + "; ".join(
             f"{c.row.backend} {c.row.region} {c.row.instance_type} {_gpu_text(c.row)}"

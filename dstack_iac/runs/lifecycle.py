@@ -74,6 +74,19 @@ def _generate_key(path: Path) -> str:
     return path.with_suffix(".pub").read_text().strip()
 
 
+def _generate_host_key(path: Path):
+    """A cloud node's host key, made by the run so the client can pin it from the start."""
+    from pydantic import SecretStr
+
+    from dstack_iac.infra.cloud.spec import NodeHostKey
+
+    public = _generate_key(path)
+    key = NodeHostKey(public=" ".join(public.split()[:2]), private=SecretStr(path.read_text()))
+    path.unlink()
+    path.with_suffix(".pub").unlink(missing_ok=True)
+    return key
+
+
 def _stack_event_reporter(ui: RunUI) -> Callable:
     started: dict[str, float] = {}
 
@@ -130,7 +143,15 @@ def execute_run(plan: RunPlan, ui: RunUI, archive: bytes | None = None) -> RunRe
         signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         public_key = _generate_key(record.directory / "id_ed25519")
-        stack = RunStack(plan.run_name, run_program(plan, public_key, getpass.getuser()))
+        host_keys = ssh_cidr = None
+        if plan.backend != "local":
+            from dstack_iac.infra.cloud.credentials import require_credentials
+            from dstack_iac.infra.cloud.network import caller_ssh_cidr
+
+            require_credentials(plan.backend)
+            ssh_cidr = caller_ssh_cidr()
+            host_keys = [_generate_host_key(record.directory / f"host_key_{rank}") for rank in range(plan.nodes)]
+        stack = RunStack(plan.run_name, run_program(plan, public_key, getpass.getuser(), host_keys, ssh_cidr))
         stack.set_tags({"run": plan.run_name, "configuration": plan.configuration_path, "backend": plan.backend,
                         "owner": record.owner})
         retry = plan.configuration.retry
@@ -359,7 +380,11 @@ def _connect_all(outputs: StackOutputs, run_directory: Path) -> list[NodeSession
     known_hosts = run_directory / "known_hosts"
     write_known_hosts(known_hosts, outputs.nodes)
     key = Path(outputs.key_path)
-    return _parallel([lambda n=n: NodeSession(n, key, known_hosts) for n in sorted(outputs.nodes, key=lambda n: n.rank)])
+    nodes = sorted(outputs.nodes, key=lambda n: n.rank)
+    if all(node.address.startswith("127.") for node in nodes):
+        return _parallel([lambda n=n: NodeSession(n, key, known_hosts) for n in nodes])
+    # A fresh cloud instance takes a while to answer SSH and to finish its first-boot script.
+    return _parallel([lambda n=n: NodeSession.when_ready(n, key, known_hosts) for n in nodes])
 
 
 @contextlib.contextmanager

@@ -32,11 +32,16 @@ class RunPlan(BaseModel):
         return self.offer.price * self.nodes
 
 
+CLOUD_PYTHON = "python3"  # the node image's interpreter
+
+
 def choose_backend(configuration: TaskConfiguration) -> str:
+    """`local` when no backend is configured or `local` is listed (it costs nothing); otherwise
+    the clouds, whose cheapest offer planning picks."""
     backends = configuration.backends or ["local"]
     if "local" in backends:
         return "local"
-    return backends[0]
+    return "cloud"
 
 
 def plan_run(task: Task, run_name: str) -> RunPlan:
@@ -53,13 +58,16 @@ def plan_run(task: Task, run_name: str) -> RunPlan:
         offer = local_offer(configuration.resources)
         python = find_interpreter(configuration.python)
     else:
-        raise NoOfferError(f"the {backend} backend is not available yet in this build: use -b local")
+        from dstack_iac.offers.query import OfferQuery, find_offers
+
+        offer = find_offers(OfferQuery.from_configuration(configuration), limit=1)[0]
+        python = f"python{configuration.python}" if configuration.python else CLOUD_PYTHON
     return RunPlan(
         run_name=run_name,
         configuration=configuration,
         configuration_path=task.display_path,
         repo_dir=task.repo_dir,
-        backend=backend,
+        backend=offer.backend,
         offer=offer,
         nodes=configuration.nodes,
         run_args=task.run_args,
