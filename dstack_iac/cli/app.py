@@ -88,8 +88,11 @@ def schema() -> None:
 from dstack_iac.cli import offers as _offers  # noqa: E402
 from dstack_iac.cli import runs as _runs  # noqa: E402 - registers run, preview, ps, logs, stop
 
+from dstack_iac.cli.volumes import volume_app  # noqa: E402
+
 _runs.register(app)
 _offers.register(app)
+app.add_typer(volume_app, name="volume")
 
 
 def main() -> None:

@@ -41,12 +41,13 @@ def _plan(task: Task, run_name: str | None = None):
     from dstack_iac.offers.models import NoOfferError
     from dstack_iac.runs import registry
     from dstack_iac.runs.names import generate_run_name
+    from dstack_iac.runs.mounts import VolumeNotAvailable
     from dstack_iac.runs.plan import plan_run
 
     name = run_name or task.configuration.name or generate_run_name(registry.active_names())
     try:
         return plan_run(task, name)
-    except (NoOfferError, InterpreterNotFound) as exc:
+    except (NoOfferError, InterpreterNotFound, VolumeNotAvailable) as exc:
         raise _fail(f"{exc}\n({NO_PROVISION})", exc.exit_code) from None
 
 

@@ -23,6 +23,7 @@ from dstack_iac.config.models import (
     parse_env,
     SpotPolicy,
     TaskConfiguration,
+    VolumeConfiguration,
 )
 from dstack_iac.config.profiles import Profile, ProfilesFile, load_profiles_source, profile_files
 from dstack_iac.config.yaml_source import YamlSource, dotted, load_yaml
@@ -338,3 +339,16 @@ def _message(error: dict, field_path: tuple) -> str:
     if not isinstance(given, (dict, list)):
         return f"{message}, got {given!r}"
     return message
+
+
+def load_volume(file: Path) -> tuple[VolumeConfiguration, Path]:
+    """A `type: volume` file, validated with the same positioned errors as tasks."""
+    path = discover_configuration(Path.cwd(), file)
+    source = load_yaml(path.read_text(), _display(path))
+    if not isinstance(source.data, dict) or source.data.get("type") != "volume":
+        line, column = source.position(("type",)) if isinstance(source.data, dict) else (1, 1)
+        raise ConfigError([ConfigIssue(source.file, line, column, "type", "this file must say `type: volume`")])
+    try:
+        return VolumeConfiguration.model_validate(source.data), path
+    except ValidationError as exc:
+        raise ConfigError(_issues(exc, source.data, {(): _Origin(source, ())}, source)) from None

@@ -515,3 +515,53 @@ def _reject_duplicates(items: list, key, what: str) -> None:
                 (index,), f"{what.format(value)} is given twice (items {seen[value]} and {index})"
             )
         seen[value] = index
+
+
+# --- volumes ----------------------------------------------------------------------------------
+
+class VolumeConfiguration(Model):
+    """`type: volume`: a network volume that outlives runs (its own long-lived stack)."""
+
+    type: Literal["volume"]
+    name: str = Field(description="2-41 lowercase letters, digits or '-'; tasks mount it by this name.")
+    backend: Backend
+    region: str | None = Field(default=None, description="Required for aws and gcp.")
+    availability_zone: str | None = Field(default=None, description="Default: the region's first zone (aws "
+                                                                          "<region>a, gcp <region>-a).")
+    size: float | None = Field(default=None, description="GB; accepts 100GB, 1TB. Required unless volume_id is set "
+                                                         "(optional for local: a directory).")
+    volume_id: str | None = Field(default=None, description="Register an existing disk instead of creating one.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_RE.match(value):
+            raise ValueError(f"{value!r} is not a valid name: 2-41 lowercase letters, digits or '-', starting with a letter")
+        return value
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        return None if value is None else grammar.parse_memory(value)
+
+    @model_validator(mode="after")
+    def _complete(self) -> "VolumeConfiguration":
+        if self.backend == "local":
+            if self.volume_id:
+                raise FieldValueError(("volume_id",), "a local volume is a directory: volume_id does not apply")
+            return self
+        if not self.region:
+            raise FieldValueError(("region",), f"is required for the {self.backend} backend")
+        if self.size is None and not self.volume_id:
+            raise FieldValueError(("size",), "is required (or give volume_id to register an existing disk)")
+        if self.size is not None and self.volume_id:
+            raise FieldValueError(("volume_id",), "give either size (create a disk) or volume_id (register one)")
+        return self
+
+    @property
+    def zone(self) -> str | None:
+        if self.backend == "local":
+            return None
+        if self.availability_zone:
+            return self.availability_zone
+        return f"{self.region}a" if self.backend == "aws" else f"{self.region}-a"

@@ -6,12 +6,13 @@ import io
 import shlex
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import fabric
 import paramiko
 
+from dstack_iac.execution.mounts import namespaced_command
 from dstack_iac.infra.program import NodeEndpoint
 
 CONNECT_TIMEOUT = 20
@@ -101,12 +102,13 @@ class NodeSession:
             hide=True,
         )
 
-    def run_script(self, script: str, emit: Callable[[str], None], prefix: str) -> int:
+    def run_script(self, script: str, emit: Callable[[str], None], prefix: str,
+                   mounts: Sequence[tuple[str, str]] = ()) -> int:
         script_path = f"{self.node_dir}/task.sh"
         self.connection.put(io.BytesIO(script.encode()), script_path)
         pid_file = shlex.quote(f"{self.node_dir}/task.pid")
         # The login shell is a session leader: its pid is the process group that `stop` kills.
-        command = f"echo $$ > {pid_file}; exec bash {shlex.quote(script_path)}"
+        command = f"echo $$ > {pid_file}; {namespaced_command(script_path, mounts)}"
         out, err = LineWriter(prefix, emit), LineWriter(prefix, emit)
         try:
             result = self.connection.run(command, warn=True, hide=False, out_stream=out, err_stream=err, pty=False)

@@ -43,10 +43,13 @@ class AwsTaskCluster(pulumi.ComponentResource):
         region = spec.offer.region
         tags = {"dstack-iac:run": spec.run_name, "Name": f"dstack-iac-{spec.run_name}"}
 
-        zone = aws.get_availability_zone_output(zone_id=spec.offer.availability_zone, region=region,
-                                                opts=pulumi.InvokeOptions(parent=self)) \
-            if spec.offer.availability_zone else None
-        zone_name = zone.name if zone is not None else None
+        if spec.availability_zone_name:
+            zone_name = pulumi.Output.from_input(spec.availability_zone_name)
+        elif spec.offer.availability_zone:  # the catalog knows AZ ids; resources want names
+            zone_name = aws.get_availability_zone_output(zone_id=spec.offer.availability_zone, region=region,
+                                                         opts=pulumi.InvokeOptions(parent=self)).name
+        else:
+            zone_name = None
 
         self.security_group = aws.ec2.SecurityGroup(
             f"{name}-sg", region=region, description=f"dstack-iac run {spec.run_name}: SSH from the caller only",
@@ -124,3 +127,23 @@ class AwsTaskCluster(pulumi.ComponentResource):
             for rank, instance in enumerate(self.instances)
         ])
         self.register_outputs({"nodes": self.nodes})
+
+
+class AwsVolume(pulumi.ComponentResource):
+    """An EBS volume (gp3) tagged with its name, so runs find it; or, with `volume_id`, an existing
+    one looked up (registered, never deleted). Outputs: volume_id, availability_zone."""
+
+    def __init__(self, name: str, *, volume_name: str, region: str, availability_zone: str,
+                 size_gb: float | None = None, volume_id: str | None = None,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("dstack-iac:aws:Volume", name, None, opts)
+        if volume_id:
+            existing = aws.ebs.get_volume_output(region=region, filters=[{"name": "volume-id", "values": [volume_id]}],
+                                                 opts=pulumi.InvokeOptions(parent=self))
+            self.volume_id, self.availability_zone = existing.volume_id, existing.availability_zone
+        else:
+            volume = aws.ebs.Volume(
+                name, region=region, availability_zone=availability_zone, size=int(size_gb or 0), type="gp3",
+                tags={"Name": volume_name, "dstack-iac:volume": volume_name}, opts=pulumi.ResourceOptions(parent=self))
+            self.volume_id, self.availability_zone = volume.id, volume.availability_zone
+        self.register_outputs({"volume_id": self.volume_id, "availability_zone": self.availability_zone})

@@ -93,3 +93,21 @@ class GcpTaskCluster(pulumi.ComponentResource):
             for rank, instance in enumerate(self.instances)
         ])
         self.register_outputs({"nodes": self.nodes})
+
+
+class GcpVolume(pulumi.ComponentResource):
+    """A zonal persistent disk named after the volume (runs attach it by name); or, with
+    `volume_id`, an existing disk looked up (registered, never deleted)."""
+
+    def __init__(self, name: str, *, volume_name: str, zone: str, size_gb: float | None = None,
+                 volume_id: str | None = None, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("dstack-iac:gcp:Volume", name, None, opts)
+        if volume_id:
+            existing = gcp.compute.get_disk_output(name=volume_id, zone=zone, opts=pulumi.InvokeOptions(parent=self))
+            self.volume_id, self.availability_zone = existing.self_link, pulumi.Output.from_input(zone)
+        else:
+            disk = gcp.compute.Disk(name, name=volume_name, zone=zone, size=int(size_gb or 0), type="pd-balanced",
+                                    labels={"dstack-iac-volume": gcp_label(volume_name)},
+                                    opts=pulumi.ResourceOptions(parent=self))
+            self.volume_id, self.availability_zone = disk.self_link, disk.zone
+        self.register_outputs({"volume_id": self.volume_id, "availability_zone": self.availability_zone})

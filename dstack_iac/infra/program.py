@@ -32,20 +32,12 @@ class StackOutputs(BaseModel):
 
 def cluster_spec(plan: RunPlan, public_key: str, host_keys: list, ssh_cidr: str):
     """A cloud run's ClusterSpec: the plan, the run's keys, and its volumes per rank."""
-    from dstack_iac.config.interpolation import resolve_node_rank
-    from dstack_iac.config.models import NetworkVolumeMount
     from dstack_iac.infra.cloud.spec import ClusterSpec, MountedVolume, RegistryLogin
 
     configuration = plan.configuration
-    volumes = []
-    for mount in configuration.volumes:
-        if not isinstance(mount, NetworkVolumeMount):
-            continue
-        for rank in range(plan.nodes):
-            name = resolve_node_rank(mount.name[0], rank)
-            per_rank = name != mount.name[0]
-            if per_rank or rank == 0:
-                volumes.append(MountedVolume(name=name, path=mount.path, rank=rank))
+    volumes = [MountedVolume(name=m.volume, path=m.path, rank=m.rank, volume_id=m.source if m.source != m.volume else None)
+               for m in plan.mounts if m.volume]
+    zones = {m.availability_zone for m in plan.mounts if m.volume and m.availability_zone}
     registry = None
     if configuration.registry_auth and configuration.image:
         server = configuration.image.split("/")[0] if "." in configuration.image.split("/")[0] else "docker.io"
@@ -54,6 +46,7 @@ def cluster_spec(plan: RunPlan, public_key: str, host_keys: list, ssh_cidr: str)
     return ClusterSpec(
         run_name=plan.run_name, offer=plan.offer, nodes=plan.nodes, authorized_key=public_key, host_keys=host_keys,
         ssh_cidr=ssh_cidr, disk_gb=plan.offer.disk_gb, image=configuration.image, registry=registry, volumes=volumes,
+        availability_zone_name=next(iter(zones)) if len(zones) == 1 else None,
     )
 
 

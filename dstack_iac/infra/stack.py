@@ -47,9 +47,11 @@ class RunStack:
         return self._open(create=True).preview(on_event=on_event)
 
     def up(self, on_event: Callable | None = None) -> StackOutputs:
+        return StackOutputs.model_validate(self.up_raw(on_event=on_event))
+
+    def up_raw(self, on_event: Callable | None = None) -> dict:
         result = self._open(create=True).up(on_event=on_event)
-        outputs = {key: value.value for key, value in result.outputs.items()}
-        return StackOutputs.model_validate(outputs)
+        return {key: value.value for key, value in result.outputs.items()}
 
     def destroy(self, on_event: Callable | None = None) -> None:
         self._open(create=True).destroy(on_event=on_event)

@@ -126,6 +126,7 @@ def execute_run(plan: RunPlan, ui: RunUI, archive: bytes | None = None) -> RunRe
     record = RunRecord(
         name=plan.run_name, status=RunStatus.PROVISIONING, backend=plan.backend, nodes=plan.nodes,
         configuration=plan.configuration_path, owner_pid=os.getpid(), owner=getpass.getuser(), created_at=time.time(),
+        volumes=plan.volume_names,
     )
     if not registry.claim(record):
         raise RunNameTaken(f"a run named {plan.run_name!r} is already active: choose another name, or stop it with "
@@ -422,7 +423,9 @@ def _run_commands(plan: RunPlan, outputs: StackOutputs, sessions: list[NodeSessi
                                pip_cache_dir=pip_cache, wheelhouse=wheelhouse,
                                venv_seeds=str(node_cache / "venv-seeds"), shell=configuration.shell)
         prefix = f"[{rank}] " if plan.nodes > 1 else ""
-        code = session.run_script(script, log.emit, prefix)
+        # Clouds mount network volumes at their path at boot; local runs in a mount namespace.
+        mounts = [(m.source, m.path) for m in plan.mounts if m.rank == rank] if local else []
+        code = session.run_script(script, log.emit, prefix, mounts)
         if code != 0:
             with lock:
                 first = not failures

@@ -10,6 +10,7 @@ from dstack_iac.config.loader import Task
 from dstack_iac.config.models import TaskConfiguration
 from dstack_iac.execution.interpreters import find_interpreter
 from dstack_iac.offers.models import NoOfferError, Offer
+from dstack_iac.runs.mounts import ResolvedMount, resolve_mounts
 
 
 class RunPlan(BaseModel):
@@ -26,6 +27,11 @@ class RunPlan(BaseModel):
     build: bool = False
     python: str  # interpreter that creates each node's virtualenv
     archive_size: int = 0
+    mounts: list[ResolvedMount] = []
+
+    @property
+    def volume_names(self) -> list[str]:
+        return sorted({m.volume for m in self.mounts if m.volume})
 
     @property
     def total_price(self) -> float:
@@ -44,6 +50,23 @@ def choose_backend(configuration: TaskConfiguration) -> str:
     return "cloud"
 
 
+def _near_volumes(query, mounts: list[ResolvedMount]):
+    """Network disks are zonal: a run's nodes go where its volumes are. GCP zones are named as
+    in the catalog; AWS catalog zones are account-independent AZ ids, so for AWS the region is
+    constrained here and the component places the nodes in the volume's zone by name."""
+    places = {(m.backend, m.region, m.availability_zone) for m in mounts if m.volume}
+    if not places:
+        return query
+    if len(places) > 1:
+        listed = ", ".join(f"{b} {r} {z}" for b, r, z in sorted(places, key=str))
+        raise NoOfferError(f"the run's volumes are in different places ({listed}): a run's nodes share one zone")
+    [(backend, region, zone)] = places
+    update = {"backends": (backend,), "regions": (region,)}
+    if backend == "gcp" and zone:
+        update["availability_zones"] = (zone,)
+    return query.model_copy(update=update)
+
+
 def plan_run(task: Task, run_name: str) -> RunPlan:
     configuration = task.configuration
     backend = choose_backend(configuration)
@@ -57,10 +80,14 @@ def plan_run(task: Task, run_name: str) -> RunPlan:
             )
         offer = local_offer(configuration.resources)
         python = find_interpreter(configuration.python)
+        mounts = resolve_mounts(configuration, "local", configuration.nodes)
     else:
         from dstack_iac.offers.query import OfferQuery, find_offers
 
-        offer = find_offers(OfferQuery.from_configuration(configuration), limit=1)[0]
+        mounts = resolve_mounts(configuration, None, configuration.nodes)
+        query = OfferQuery.from_configuration(configuration)
+        query = _near_volumes(query, mounts)
+        offer = find_offers(query, limit=1)[0]
         python = f"python{configuration.python}" if configuration.python else CLOUD_PYTHON
     return RunPlan(
         run_name=run_name,
@@ -73,4 +100,5 @@ def plan_run(task: Task, run_name: str) -> RunPlan:
         run_args=task.run_args,
         build=task.build,
         python=python,
+        mounts=mounts,
     )

@@ -45,6 +45,7 @@ class RunRecord(BaseModel):
     finished_at: float | None = None
     exit_code: int | None = None
     message: str = ""
+    volumes: list[str] = []  # network volumes the run mounts: deleting them is refused meanwhile
 
     @property
     def effective_status(self) -> RunStatus:

@@ -53,6 +53,8 @@ class ClusterSpec(BaseModel):
     image: str | None = None
     registry: RegistryLogin | None = None
     volumes: list[MountedVolume] = []
+    availability_zone_name: str | None = Field(
+        default=None, description="Place the nodes in this zone (by name), e.g. where the volumes are.")
 
     @property
     def working_dir(self) -> str:

@@ -1,0 +1,1 @@
+"""Network volumes: long-lived stacks that outlive runs, and their records."""
