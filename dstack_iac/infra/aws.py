@@ -122,7 +122,7 @@ class AwsTaskCluster(pulumi.ComponentResource):
         self.nodes = pulumi.Output.all(*[
             pulumi.Output.all(
                 rank=rank, address=instance.public_ip, private_address=instance.private_ip, port=22, user=NODE_USER,
-                host_key=spec.host_keys[rank].public, working_dir=spec.working_dir,
+                host_key=spec.host_key(rank).public if spec.host_key(rank) else "", working_dir=spec.working_dir,
             )
             for rank, instance in enumerate(self.instances)
         ])

@@ -88,7 +88,7 @@ class GcpTaskCluster(pulumi.ComponentResource):
             pulumi.Output.all(
                 rank=rank, address=instance.network_interfaces[0].access_configs[0].nat_ip,
                 private_address=instance.network_interfaces[0].network_ip, port=22, user=NODE_USER,
-                host_key=spec.host_keys[rank].public, working_dir=spec.working_dir,
+                host_key=spec.host_key(rank).public if spec.host_key(rank) else "", working_dir=spec.working_dir,
             )
             for rank, instance in enumerate(self.instances)
         ])

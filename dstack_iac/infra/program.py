@@ -55,34 +55,18 @@ def run_program(plan: RunPlan, public_key: str, user: str, host_keys: list | Non
     def program() -> None:
         import pulumi
 
-        if plan.backend in ("aws", "gcp"):
+        if plan.backend == "local":
+            from dstack_iac.infra.local.cluster import LocalTaskCluster
+
+            cluster = LocalTaskCluster("run", run_name=plan.run_name, nodes=plan.nodes, user=user,
+                                       authorized_key=public_key, nodes_dir=str(run_dir(plan.run_name) / "nodes"))
+        else:
             if plan.backend == "aws":
                 from dstack_iac.infra.aws import AwsTaskCluster as Cluster
             else:
                 from dstack_iac.infra.gcp import GcpTaskCluster as Cluster
             cluster = Cluster("run", cluster_spec(plan, public_key, host_keys or [], ssh_cidr or ""))
-            pulumi.export("nodes", cluster.nodes)
-            pulumi.export("key_path", str(run_dir(plan.run_name) / "id_ed25519"))
-            return
-        if plan.backend == "local":
-            from dstack_iac.infra.local.provider import LocalNode
-
-            nodes = [
-                LocalNode(
-                    f"node-{rank}", run_name=plan.run_name, rank=rank,
-                    node_dir=str(run_dir(plan.run_name) / "nodes" / str(rank)), user=user, authorized_key=public_key,
-                )
-                for rank in range(plan.nodes)
-            ]
-        else:  # pragma: no cover - guarded by planning
-            raise ValueError(f"unsupported backend {plan.backend}")
-        pulumi.export("nodes", [
-            pulumi.Output.all(
-                rank=rank, address=n.address, private_address=n.private_address, port=n.port, user=n.user,
-                host_key=n.host_key, working_dir=n.working_dir, directory=n.directory,
-            )
-            for rank, n in enumerate(nodes)
-        ])
+        pulumi.export("nodes", cluster.nodes)
         pulumi.export("key_path", str(run_dir(plan.run_name) / "id_ed25519"))
 
     return program

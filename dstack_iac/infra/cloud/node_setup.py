@@ -32,17 +32,23 @@ def render_node_setup(spec: ClusterSpec, rank: int, volume_devices: list[str], r
     """`volume_devices[i]` is where `spec.volumes[i]` appears (known once the disk is looked up);
     only the volumes of this rank are mounted. `registry_password` is the secret's plain value,
     given inside an apply."""
-    host_key = spec.host_keys[rank]
+    host_key = spec.host_key(rank)
     lines = [
         "#!/bin/bash",
         "# dstack-iac node setup: rendered per run, runs once at first boot.",
         "set -euo pipefail",
         "export DEBIAN_FRONTEND=noninteractive",
         f"install -d -o {NODE_USER} -g {NODE_USER} {NODE_ROOT} {NODE_ROOT}/run {NODE_ROOT}/wheels",
+    ]
+    if host_key is not None:
         # The run's own host key: the client pins it, so no first-connection trust is needed.
-        "install -m 600 /dev/null /etc/ssh/ssh_host_ed25519_key",
-        f"cat > /etc/ssh/ssh_host_ed25519_key <<'DSTACK_HOST_KEY'\n{host_key.private.get_secret_value().strip()}\nDSTACK_HOST_KEY",
-        f"echo {shlex.quote(host_key.public)} > /etc/ssh/ssh_host_ed25519_key.pub",
+        lines += [
+            "install -m 600 /dev/null /etc/ssh/ssh_host_ed25519_key",
+            f"cat > /etc/ssh/ssh_host_ed25519_key <<'DSTACK_HOST_KEY'\n{host_key.private.get_secret_value().strip()}"
+            "\nDSTACK_HOST_KEY",
+            f"echo {shlex.quote(host_key.public)} > /etc/ssh/ssh_host_ed25519_key.pub",
+        ]
+    lines += [
         f"install -d -m 700 -o {NODE_USER} -g {NODE_USER} /home/{NODE_USER}/.ssh",
         f"echo {shlex.quote(spec.authorized_key)} >> /home/{NODE_USER}/.ssh/authorized_keys",
         f"chown {NODE_USER}: /home/{NODE_USER}/.ssh/authorized_keys",

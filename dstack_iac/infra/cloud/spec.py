@@ -47,7 +47,8 @@ class ClusterSpec(BaseModel):
     offer: Offer
     nodes: int = Field(default=1, ge=1)
     authorized_key: str
-    host_keys: list[NodeHostKey]
+    host_keys: list[NodeHostKey] = Field(
+        default_factory=list, description="Per rank; without one a node keeps the host key its image makes.")
     ssh_cidr: str = Field(description="Who may reach the nodes' SSH port, e.g. 203.0.113.7/32.")
     disk_gb: float = 100
     image: str | None = None
@@ -59,6 +60,9 @@ class ClusterSpec(BaseModel):
     @property
     def working_dir(self) -> str:
         return f"{NODE_ROOT}/run/workdir"
+
+    def host_key(self, rank: int) -> NodeHostKey | None:
+        return self.host_keys[rank] if rank < len(self.host_keys) else None
 
     @property
     def gpu(self) -> bool:
