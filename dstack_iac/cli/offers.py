@@ -34,6 +34,7 @@ def register(app: typer.Typer) -> None:
         repo_dir: Annotated[Path, typer.Argument(help="Where to look for .dstack.yml.")] = Path("."),
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
         max_offers: Annotated[int, typer.Option("--max-offers", min=1, help="How many offers to show.")] = 20,
+        refresh: Annotated[bool, typer.Option("--refresh", help="Download current prices first (needs internet).")] = False,
         *,
         file: Optional[Path],
         overrides: Overrides,
@@ -44,6 +45,16 @@ def register(app: typer.Typer) -> None:
         from dstack_iac.offers.models import NoOfferError
         from dstack_iac.offers.query import OfferQuery, find_offers
 
+        if refresh:
+            from dstack_iac.offers.refresh import refresh_catalog
+
+            try:
+                counts = refresh_catalog()
+            except (OSError, ValueError) as exc:
+                error_console.print(f"[red]error[/]: could not refresh the catalog: {exc}", soft_wrap=True)
+                raise typer.Exit(1) from None
+            error_console.print("Catalog refreshed: " + ", ".join(f"{b} {n} rows" for b, n in counts.items()),
+                                style="dim")
         try:
             task = load_task(repo_dir, file, overrides, run_args, flags_only_if_missing=True)
         except ConfigError as exc:

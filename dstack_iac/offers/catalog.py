@@ -80,9 +80,18 @@ def _gpu_fields(catalog_name: str | None, count: int, memory_mib: float | None):
     return (model.name, catalog_name, count, float(memory), model.vendor, model.compute_capability)
 
 
+def catalog_file(backend: str) -> Path:
+    """A refreshed table (`offers --refresh`) when there is one, else the bundled snapshot."""
+    from dstack_iac.offers.refresh import refreshed_dir
+
+    refreshed = refreshed_dir() / f"{backend}.csv"
+    if refreshed.is_file():
+        return refreshed
+    return Path(str(resources.files("dstack_iac.offers").joinpath("data", f"{backend}.csv")))
+
+
 def _data_rows(name: str) -> list[dict[str, str]]:
-    text = resources.files("dstack_iac.offers").joinpath("data", name).read_text()
-    return list(csv.DictReader(text.splitlines()))
+    return list(csv.DictReader(catalog_file(name.removesuffix(".csv")).read_text().splitlines()))
 
 
 def aws_rows() -> list[CatalogRow]:
@@ -158,10 +167,11 @@ _BUILDERS = {"aws": aws_rows, "gcp": gcp_rows}
 def catalog_rows(backend: str) -> tuple[CatalogRow, ...]:
     """The backend's rows, parsed once per catalog file and kept in the user cache (pickled
     plain tuples, keyed by the file's size and mtime), since parsing costs most of a query."""
-    data = resources.files("dstack_iac.offers").joinpath("data", f"{backend}.csv")
     try:
-        stat = Path(str(data)).stat()
-        cached = cache_dir() / "catalog" / f"{backend}-{stat.st_size}-{stat.st_mtime_ns}-v{_CACHE_FORMAT}.pickle"
+        data = catalog_file(backend)
+        stat = data.stat()
+        origin = "refreshed" if "refreshed" in data.parts else "bundled"
+        cached = cache_dir() / "catalog" / f"{backend}-{origin}-{stat.st_size}-{stat.st_mtime_ns}-v{_CACHE_FORMAT}.pickle"
     except OSError:
         return tuple(_BUILDERS[backend]())
     try:

@@ -117,3 +117,31 @@ def test_gpu_memory_is_the_nominal_size_users_write():
     # AWS reports 22888 MiB usable on its 24GB cards; `gpu: 24GB` must still find them.
     names = {o.gpu.name for o in find_offers(query("24GB", backends=("aws",)))}
     assert names == {"A10G", "L4"}
+
+
+def test_refresh_keeps_the_bundled_families_and_takes_precedence(tmp_path, monkeypatch):
+    from dstack_iac.offers import catalog
+    from dstack_iac.offers.refresh import SOURCE_URLS, refresh_catalog, refreshed_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    catalog.catalog_rows.cache_clear()
+    # The "download": the bundled tables plus rows of families the catalog leaves out, and
+    # p4d.24xlarge in us-east-1 at a new price.
+    def fetch(url: str) -> str:
+        backend = "aws" if url == SOURCE_URLS["aws"] else "gcp"
+        text = (DATA / f"{backend}.csv").read_text()
+        if backend == "aws":
+            lines = text.splitlines()
+            changed = [line.replace(",32.7726,", ",1.2345,") if line.startswith("p4d.24xlarge") and ",us-east-1," in line
+                       else line for line in lines]
+            return "\n".join(changed + ["x1e.xlarge,,,4.0,122.0,,0.834,0.2,us-east-1,use1-az1"]) + "\n"
+        return text + ",,,tpu-v4,1,,us-central2,us-central2-b,1.0,0.5\n"
+    try:
+        counts = refresh_catalog(fetch=fetch)
+        assert counts == {"aws": len(csv_rows("aws")), "gcp": len(csv_rows("gcp"))}
+        assert "x1e.xlarge" not in (refreshed_dir() / "aws.csv").read_text()
+        catalog.catalog_rows.cache_clear()
+        cheapest = find_offers(query("A100:8", backends=("aws",), regions=("us-east-1",)))[0]
+        assert cheapest.price == pytest.approx(1.2345)
+    finally:
+        catalog.catalog_rows.cache_clear()
