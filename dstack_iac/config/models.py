@@ -44,7 +44,7 @@ class FieldValueError(ValueError):
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, defer_build=True)
 
 
 def _context(info: ValidationInfo) -> dict:
