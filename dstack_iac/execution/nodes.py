@@ -70,9 +70,11 @@ class NodeSession:
         while True:
             try:
                 session = cls(endpoint, key_path, known_hosts)
-                if session.connection.run(f"test -f {READY_MARKER}", hide=True, warn=True).ok:
-                    return session
+                ready = session.connection.run(f"test -f {READY_MARKER}", hide=True, warn=True).ok
                 session.close()
+                if ready:
+                    # A fresh login: group changes made at boot (docker) apply to it.
+                    return cls(endpoint, key_path, known_hosts)
             except (paramiko.SSHException, OSError, EOFError):
                 if time.monotonic() > deadline:
                     raise

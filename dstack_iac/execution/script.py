@@ -78,6 +78,33 @@ def _make_venv(python: str, seeds: str | None) -> list[str]:
     ]
 
 
+CONTAINER_WORKDIR = "/workflow"
+
+
+def render_container_script(
+    *, environment: Mapping[str, str], commands: Sequence[str], image: str, gpus: bool,
+    volume_paths: Sequence[str] = (), shell: str | None = None,
+) -> str:
+    """A cloud node with `image`: the commands run inside the container (pulled at boot), on the
+    host network (the nodes reach each other as on the host), with the working directory at
+    /workflow, the task's env and DSTACK_* variables, the GPUs and the mounted volumes. The
+    container takes the script's pid, so stopping the task stops it."""
+    inside = {**environment, "DSTACK_WORKING_DIR": CONTAINER_WORKDIR}
+    inside.pop("DSTACK_VENV_DIR", None)
+    lines = ["#!/usr/bin/env bash", "# Written by dstack-iac: the task's commands, in its image.", "set -e"]
+    lines += [f"export {key}={shlex.quote(value)}" for key, value in inside.items()]
+    body = "\n".join(["set -e", *commands])
+    run = ["exec docker run --rm --init --network host --ipc host", "--name \"dstack-$DSTACK_RUN_NAME-$DSTACK_NODE_RANK\""]
+    if gpus:
+        run.append("--gpus all")
+    run += [f"-e {shlex.quote(key)}" for key in inside]
+    run.append(f'-v "$(dirname "$0")/workdir:{CONTAINER_WORKDIR}" -w {CONTAINER_WORKDIR}')
+    run += [f"-v {shlex.quote(path)}:{shlex.quote(path)}" for path in volume_paths]
+    run.append(f"{shlex.quote(image)} {shlex.quote(shell or 'bash')} -c {shlex.quote(body)}")
+    lines.append(" \\\n  ".join(run))
+    return "\n".join(lines) + "\n"
+
+
 def render_script(
     *, environment: Mapping[str, str], commands: Sequence[str], python: str, pip_cache_dir: str | None = None,
     wheelhouse: str | None = None, venv_seeds: str | None = None, shell: str | None = None,

@@ -24,7 +24,7 @@ import paramiko
 
 from dstack_iac.config.models import RetryEvent
 from dstack_iac.execution.nodes import NodeSession, write_known_hosts
-from dstack_iac.execution.script import node_environment, render_script
+from dstack_iac.execution.script import node_environment, render_container_script, render_script
 from dstack_iac.execution.workdir import pack_working_dir
 from dstack_iac.infra.local import processes
 from dstack_iac.infra.program import StackOutputs, run_program
@@ -419,9 +419,14 @@ def _run_commands(plan: RunPlan, outputs: StackOutputs, sessions: list[NodeSessi
         # A cloud node keeps its wheelhouse next to its runs' directories; local runs share the host's.
         node_cache = cache_dir() if local else Path(node_dir).parent
         wheelhouse = str(wheelhouse_dir()) if local else str(node_cache / "wheels")
-        script = render_script(environment=environment, commands=commands, python=plan.python,
-                               pip_cache_dir=pip_cache, wheelhouse=wheelhouse,
-                               venv_seeds=str(node_cache / "venv-seeds"), shell=configuration.shell)
+        if configuration.image:  # clouds only: planning refuses an image on local
+            script = render_container_script(
+                environment=environment, commands=commands, image=configuration.image, gpus=gpus_per_node > 0,
+                volume_paths=[m.path for m in plan.mounts if m.rank == rank], shell=configuration.shell)
+        else:
+            script = render_script(environment=environment, commands=commands, python=plan.python,
+                                   pip_cache_dir=pip_cache, wheelhouse=wheelhouse,
+                                   venv_seeds=str(node_cache / "venv-seeds"), shell=configuration.shell)
         prefix = f"[{rank}] " if plan.nodes > 1 else ""
         # Clouds mount network volumes at their path at boot; local runs in a mount namespace.
         mounts = [(m.source, m.path) for m in plan.mounts if m.rank == rank] if local else []

@@ -69,3 +69,31 @@ def test_an_unusable_seeds_dir_falls_back_to_a_plain_venv(tmp_path):
     result = run_script(tmp_path, script_for(tmp_path, ["pip --version"], venv_seeds=str(blocker / "seeds")))
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "venv" / "bin" / "pip").exists()
+
+
+def test_cloud_tasks_with_an_image_run_in_the_container(tmp_path):
+    from dstack_iac.execution.script import render_container_script
+
+    environment = node_environment(run_name="r", rank=1, nodes_ips=["10.0.0.1", "10.0.0.2"], gpus_per_node=8,
+                                   working_dir="/opt/dstack-iac/run/workdir", venv_dir="/opt/v",
+                                   user_env={"TOKEN": "a b'c"})
+    script = render_container_script(environment=environment, commands=["nvidia-smi", "torchrun train.py"],
+                                     image="nvcr.io/nvidia/pytorch:24.01-py3", gpus=True, volume_paths=["/data"])
+    path = tmp_path / "task.sh"
+    path.write_text(script)
+    assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
+    if shutil.which("shellcheck"):
+        checked = subprocess.run(["shellcheck", "-S", "warning", str(path)], capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stdout
+    assert "exec docker run --rm --init --network host --ipc host" in script and "--gpus all" in script
+    assert "-e TOKEN" in script and "-e DSTACK_NODES_IPS" in script and "DSTACK_VENV_DIR" not in script
+    assert "export DSTACK_WORKING_DIR=/workflow" in script and "-v /data:/data" in script
+    # With a stand-in `docker` that prints what it was given, the command line is what we meant.
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "docker").write_text("#!/bin/sh\nfor a in \"$@\"; do printf '<%s>\\n' \"$a\"; done\n")
+    (fake / "docker").chmod(0o755)
+    out = subprocess.run(["bash", str(path)], capture_output=True, text=True,
+                         env={"PATH": f"{fake}:/usr/bin:/bin"}).stdout
+    assert "<nvcr.io/nvidia/pytorch:24.01-py3>\n<bash>\n<-c>\n<set -e\nnvidia-smi\ntorchrun train.py>" in out
+    assert f"<{tmp_path}/workdir:/workflow>" in out
