@@ -79,10 +79,10 @@ def validate(
 
 @app.command()
 def schema() -> None:
-    """Print the JSON Schema of task files (for editors)."""
-    from dstack_iac.config.schema import task_json_schema
+    """Print the JSON Schema of .dstack.yml files, tasks and volumes (for editors)."""
+    from dstack_iac.config.schema import configuration_json_schema
 
-    sys.stdout.write(json.dumps(task_json_schema(), indent=2) + "\n")
+    sys.stdout.write(json.dumps(configuration_json_schema(), indent=2) + "\n")
 
 
 from dstack_iac.cli import offers as _offers  # noqa: E402

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dstack_iac.config.models import ResourcesSpec, Retry, TaskConfiguration
+from dstack_iac.config.models import ResourcesSpec, Retry, TaskConfiguration, VolumeConfiguration
 
 # Compact spellings accepted in files, by schema definition name.
 _SHORT_FORMS: dict[str, list[dict]] = {
@@ -77,6 +77,23 @@ def task_json_schema() -> dict[str, Any]:
         schema["properties"][field]["anyOf"] = [{"type": "integer"}, {"type": "string"}, {"type": "null"}]
     schema["title"] = "dstack-iac task configuration (.dstack.yml)"
     return schema
+
+
+def configuration_json_schema() -> dict[str, Any]:
+    """What editors check `*.dstack.yml` against: a task or a volume, told apart by `type`."""
+    task = task_json_schema()
+    definitions = task.pop("$defs", {})
+    volume = VolumeConfiguration.model_json_schema(mode="validation")
+    volume["properties"]["size"]["anyOf"] = [{"type": "number"}, {"type": "string", "examples": ["100GB", "1TB"]},
+                                             {"type": "null"}]
+    volume["title"] = "dstack-iac volume configuration"
+    definitions.update(TaskConfiguration=task, VolumeConfiguration=volume)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "dstack-iac configuration (.dstack.yml)",
+        "oneOf": [{"$ref": "#/$defs/TaskConfiguration"}, {"$ref": "#/$defs/VolumeConfiguration"}],
+        "$defs": definitions,
+    }
 
 
 def _type_name(annotation: Any) -> str:

@@ -120,8 +120,13 @@ def test_reference_doc_is_generated_from_the_models():
 def test_schema_command_prints_json_schema():
     result = run_cli("schema")
     schema = json.loads(result.stdout)
-    assert "commands" in schema["properties"] and schema["additionalProperties"] is False
-    assert schema == task_json_schema()
+    assert schema["oneOf"] == [{"$ref": "#/$defs/TaskConfiguration"}, {"$ref": "#/$defs/VolumeConfiguration"}]
+    task, volume = schema["$defs"]["TaskConfiguration"], schema["$defs"]["VolumeConfiguration"]
+    assert "commands" in task["properties"] and task["additionalProperties"] is False
+    assert task["properties"]["type"]["const"] == "task" and volume["properties"]["type"]["const"] == "volume"
+    assert volume["properties"]["backend"]["enum"] == ["local", "aws", "gcp"]
+    assert volume["required"] == ["type", "name", "backend"]
+    assert {**task_json_schema(), "$defs": None} == {**task, "$defs": None}
 
 
 def test_validate_is_fast():
