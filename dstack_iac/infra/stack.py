@@ -1,4 +1,5 @@
-"""Each run is an ephemeral Pulumi stack (Automation API, inline program, file backend)."""
+"""Stacks of the `dstack-iac` project (Automation API, inline program, file backend by default):
+one ephemeral stack per run (named after it), one long-lived stack per volume (`volume-<name>`)."""
 
 from __future__ import annotations
 
