@@ -30,6 +30,7 @@ from dstack_iac.config import grammar
 from dstack_iac.config.interpolation import NODE_RANK_REFERENCE, interpolate, resolve_node_rank
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,40}$")
+VOLUME_STACK_PREFIX = "volume-"  # volumes' stacks share the project with runs' stacks
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 PYTHON_VERSIONS = ("3.9", "3.10", "3.11", "3.12", "3.13", "3.14")
 RESERVED_MOUNT_ROOT = "/workflow"
@@ -399,6 +400,8 @@ class TaskConfiguration(ProfileFields):
             raise ValueError(
                 f"{value!r} is not a valid name: 2-41 lowercase letters, digits or '-', starting with a letter"
             )
+        if value is not None and value.startswith(VOLUME_STACK_PREFIX):
+            raise ValueError(f"{value!r}: run names starting with {VOLUME_STACK_PREFIX!r} are reserved for volumes' stacks")
         return value
 
     @field_validator("python", mode="before")

@@ -7,14 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from dstack_iac.config.models import VolumeConfiguration
+from dstack_iac.config.models import VOLUME_STACK_PREFIX, VolumeConfiguration
 from dstack_iac.paths import volumes_dir
 
-STACK_PREFIX = "volume-"
-
-
 def volume_stack_name(name: str) -> str:
-    return f"{STACK_PREFIX}{name}"
+    return f"{VOLUME_STACK_PREFIX}{name}"
 
 
 def local_volume_directory(name: str) -> str:
