@@ -76,8 +76,8 @@ def test_two_nodes_share_a_placement_group_and_the_rules_are_exactly_these(mocks
         ingress = mocks.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
         egress = mocks.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
         assert len(ingress) == 2 and len(egress) == 1
-        ssh, intra = sorted(ingress, key=lambda r: r.name)[::-1] if ingress[0].name.endswith("intra") else ingress
-        assert ssh.name == "run-ssh"
+        by_name = {rule.name: rule for rule in ingress}
+        ssh, intra = by_name["run-ssh"], by_name["run-intra"]
         assert (ssh.inputs["ipProtocol"], ssh.inputs["fromPort"], ssh.inputs["toPort"]) == ("tcp", 22, 22)
         assert ssh.inputs["cidrIpv4"] == "198.51.100.7/32"
         assert intra.inputs["ipProtocol"] == "-1"

@@ -66,8 +66,8 @@ def test_built_in_gpus_need_no_accelerators_and_firewall_mirrors_aws(mocks):
             assert not instance.inputs.get("guestAccelerators")
             assert "provisioningModel" not in instance.inputs["scheduling"]
             assert instance.inputs["tags"] == ["dstack-iac-train-run"]
-        ssh, intra = sorted(mocks.of_type("gcp:compute/firewall:Firewall"), key=lambda r: r.name)[::-1]
-        assert ssh.name == "run-ssh"
+        by_name = {rule.name: rule for rule in mocks.of_type("gcp:compute/firewall:Firewall")}
+        ssh, intra = by_name["run-ssh"], by_name["run-intra"]
         assert ssh.inputs["sourceRanges"] == ["198.51.100.7/32"]
         assert ssh.inputs["allows"] == [{"protocol": "tcp", "ports": ["22"]}]
         assert intra.inputs["sourceTags"] == intra.inputs["targetTags"] == ["dstack-iac-train-run"]
