@@ -18,6 +18,7 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    info: bool = False  # reported, never a problem for local runs
 
 
 def run_checks() -> list[Check]:
@@ -44,6 +45,21 @@ def run_checks() -> list[Check]:
     writable = _writable(home)
     checks.append(Check("state dir", writable, str(home),
                         f"make {home} writable or point DSTACK_IAC_HOME elsewhere"))
+    checks += _cloud_checks()
+    return checks
+
+
+def _cloud_checks() -> list[Check]:
+    """Informational: a local run needs no cloud, so a missing credential is not a problem here."""
+    from dstack_iac.infra.cloud.credentials import MissingCredentials, require_credentials
+
+    checks = []
+    for backend in ("aws", "gcp"):
+        try:
+            detail = require_credentials(backend)
+        except MissingCredentials:
+            detail = f"none found (needed only for -b {backend}; see docs/backends.md)"
+        checks.append(Check(f"{backend} credentials", True, detail, info=True))
     return checks
 
 

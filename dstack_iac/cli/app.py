@@ -39,7 +39,7 @@ def doctor(brief: Annotated[bool, typer.Option("--brief", help="One line.")] = F
     else:
         table = Table("CHECK", "STATUS", "DETAIL", box=None)
         for check in checks:
-            status = "[green]OK[/]" if check.ok else "[red]FIX[/]"
+            status = "[dim]INFO[/]" if check.info else "[green]OK[/]" if check.ok else "[red]FIX[/]"
             detail = check.detail if check.ok else f"{check.detail}\n[yellow]{check.fix}[/]"
             table.add_row(check.name, status, detail)
         console.print(table)
