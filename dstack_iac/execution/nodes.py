@@ -49,6 +49,10 @@ class LineWriter:
             self._partial = ""
 
 
+class NodeLost(ConnectionError):
+    """The SSH session ended without an exit status: the node (or its sshd) went away."""
+
+
 class NodeSession:
     """One node: upload, run the task script, stop it. `node_dir` holds the task's pid file."""
 
@@ -117,7 +121,11 @@ class NodeSession:
         finally:
             out.close()
             err.close()
-        return result.exited if result.exited is not None else 255
+        # No exit status: killed by a signal (the connection is fine), or the node went away.
+        if (result.exited is None or result.exited < 0) and not self.connection.is_connected:
+            raise NodeLost(f"node {self.endpoint.rank} ({self.endpoint.address}) stopped answering: its SSH session "
+                           "ended without an exit status")
+        return result.exited if result.exited is not None else -1
 
     def stop(self) -> None:
         """Stop the task's whole process group, through a connection of its own."""

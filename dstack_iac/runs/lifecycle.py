@@ -23,7 +23,7 @@ from typing import Callable
 import paramiko
 
 from dstack_iac.config.models import RetryEvent
-from dstack_iac.execution.nodes import NodeSession, write_known_hosts
+from dstack_iac.execution.nodes import NodeLost, NodeSession, write_known_hosts
 from dstack_iac.execution.script import node_environment, render_container_script, render_script
 from dstack_iac.execution.workdir import pack_working_dir
 from dstack_iac.infra.local import processes
@@ -430,7 +430,15 @@ def _run_commands(plan: RunPlan, outputs: StackOutputs, sessions: list[NodeSessi
         prefix = f"[{rank}] " if plan.nodes > 1 else ""
         # Clouds mount network volumes at their path at boot; local runs in a mount namespace.
         mounts = [(m.source, m.path) for m in plan.mounts if m.rank == rank] if local else []
-        code = session.run_script(script, log.emit, prefix, mounts)
+        try:
+            code = session.run_script(script, log.emit, prefix, mounts)
+        except NodeLost:
+            if not session._stopped.is_set():  # a node we stopped on purpose is not lost
+                for other in sessions:
+                    if other is not session:
+                        threading.Thread(target=other.stop, daemon=True).start()
+                raise
+            code = 143
         if code != 0:
             with lock:
                 first = not failures

@@ -4,6 +4,7 @@ real sshd nodes on loopback addresses, Fabric, and teardown checked on disk and 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 import time
@@ -151,6 +152,26 @@ def test_retry_only_on_the_configured_events_and_within_its_duration(e2e_home, t
     assert_nothing_left(e2e_home)
 
 
+def test_retry_on_interruption_reprovisions_when_a_node_is_lost(e2e_home, tmp_path):
+    from dstack_iac.infra.local.processes import descendants
+
+    marker = tmp_path / "first-attempt"
+    write_task(tmp_path, "name: flaky\nretry:\n  on_events: [interruption]\n  duration: 5m\ncommands:\n"
+                         f"  - if [ -f {marker} ]; then echo second-attempt-ok; else touch {marker}; echo started; sleep 600; fi\n")
+    process = spawn(e2e_home, "run", str(tmp_path), "-f", str(tmp_path / "t.dstack.yml"), "-y")
+    read_until(process, "started")
+    # The node goes away: its sshd and the sessions it serves die (the task itself is orphaned).
+    [listener] = processes_mentioning(str(e2e_home / "runs" / "flaky" / "nodes" / "0" / "sshd_config"))
+    for pid in [*descendants(listener), listener]:
+        if "sshd" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+            os.kill(pid, signal.SIGKILL)
+    rest = process.communicate(timeout=120)[0]
+    assert process.returncode == 0, rest
+    assert "Lost a node (node 0 (127.0.0." in rest and "retrying (attempt 2, on interruption" in rest
+    assert "second-attempt-ok" in rest
+    assert_nothing_left(e2e_home)
+
+
 def test_repeated_installs_come_from_the_shared_wheelhouse(e2e_home, tmp_path):
     wheelhouse = tmp_path / "wheelhouse"
     write_task(tmp_path / "task", "nodes: 2\ncommands:\n  - pip install six==1.16.0\n  - python -c 'import six; print(\"six\", six.__version__)'\n")
@@ -176,8 +197,6 @@ def test_killing_a_node_fails_the_run_and_cleans_up(e2e_home, tmp_path):
         if len(seen) == 2:
             break
     task_pid = int(next(e2e_home.glob("runs/*/nodes/1/task.pid")).read_text())
-    import os
-
     os.killpg(task_pid, signal.SIGKILL)
     rest = process.communicate(timeout=90)[0]
     assert process.returncode != 0, rest
