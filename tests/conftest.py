@@ -21,6 +21,18 @@ def state_dir(tmp_path, monkeypatch) -> Path:
     return home
 
 
+def assert_valid_bash(text: str, directory: Path) -> None:
+    """`bash -n`, and `shellcheck -S warning` when it is installed."""
+    import shutil
+
+    path = directory / "check.sh"
+    path.write_text(text)
+    assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
+    if shutil.which("shellcheck"):
+        checked = subprocess.run(["shellcheck", "-S", "warning", str(path)], capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stdout
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 120, **kwargs):
     """Run `dstack-iac ARGS` in a subprocess; returns the CompletedProcess (text)."""
     full_env = {**os.environ, **(env or {}), "COLUMNS": "200", "NO_COLOR": "1"}

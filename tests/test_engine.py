@@ -3,8 +3,6 @@ creates and deletes a real file on a file backend in a temp dir."""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import pulumi

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from dstack_iac.cli.options import RUN_CONTEXT, task_options
-from dstack_iac.cli.output import console, error_console, print_config_error
+from dstack_iac.cli.output import console, print_config_error
 from dstack_iac.config.errors import ConfigError
 from dstack_iac.config.loader import Overrides, load_task
 

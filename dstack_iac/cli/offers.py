@@ -7,18 +7,15 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from dstack_iac.cli.options import RUN_CONTEXT, task_options
-from dstack_iac.cli.output import console, error_console, print_config_error
+from dstack_iac.cli.output import console, error_console, listing, print_config_error
 from dstack_iac.config.errors import ConfigError
 from dstack_iac.config.loader import Overrides, load_task
 
 
-def offers_table(offers, nodes: int) -> Table:
-    table = Table(box=None, pad_edge=False)
-    for column in ("#", "BACKEND", "REGION", "INSTANCE", "RESOURCES", "SPOT", "PRICE"):
-        table.add_column(column, no_wrap=True)
+def offers_table(offers, nodes: int):
+    table = listing("#", "BACKEND", "REGION", "INSTANCE", "RESOURCES", "SPOT", "PRICE")
     for index, offer in enumerate(offers, 1):
         price = f"${offer.price:.4g}" + (f" (x{nodes} = ${offer.price * nodes:.4g})" if nodes > 1 else "")
         table.add_row(str(index), offer.backend, offer.region, offer.instance_type, offer.resources_summary(),

@@ -14,18 +14,12 @@ import typer
 from rich.table import Table
 
 from dstack_iac.cli.options import RUN_CONTEXT, task_options
-from dstack_iac.cli.output import console, error_console, print_config_error
+from dstack_iac.cli.output import console, error_console, fail, listing, print_config_error
 from dstack_iac.config.errors import ConfigError
 from dstack_iac.config.loader import Overrides, Task, load_task
 
 RepoDir = Annotated[Path, typer.Argument(help="Working directory uploaded to the nodes.")]
 NO_PROVISION = "nothing was provisioned"
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    error_console.print("[red]error[/]: ", end="")
-    error_console.print(message, markup=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 def _load(repo_dir: Path, file: Path | None, overrides: Overrides, run_args: list[str]) -> Task:
@@ -48,7 +42,7 @@ def _plan(task: Task, run_name: str | None = None):
     try:
         return plan_run(task, name)
     except (NoOfferError, InterpreterNotFound, VolumeNotAvailable) as exc:
-        raise _fail(f"{exc}\n({NO_PROVISION})", exc.exit_code) from None
+        raise fail(f"{exc}\n({NO_PROVISION})", exc.exit_code) from None
 
 
 def _require_cloud_access(plan) -> None:
@@ -60,7 +54,7 @@ def _require_cloud_access(plan) -> None:
     try:
         source = require_credentials(plan.backend)
     except MissingCredentials as exc:
-        raise _fail(f"{exc}\n({NO_PROVISION})", exc.exit_code) from None
+        raise fail(f"{exc}\n({NO_PROVISION})", exc.exit_code) from None
     error_console.print(f"{plan.backend.upper()} credentials: {source}", style="dim")
 
 
@@ -68,9 +62,7 @@ def plan_table(plan) -> Table:
     columns = ["RUN", "CONFIGURATION", "BACKEND", "REGION", "INSTANCE", "RESOURCES", "SPOT", "PRICE"]
     if plan.nodes > 1:
         columns.insert(3, "NODES")
-    table = Table(box=None, pad_edge=False)
-    for column in columns:
-        table.add_column(column, no_wrap=True)
+    table = listing(*columns)
     price = f"${plan.offer.price:g}" + (f" (x{plan.nodes} = ${plan.total_price:g})" if plan.nodes > 1 else "")
     row = [plan.run_name, plan.configuration_path, plan.backend, plan.offer.region, plan.offer.instance_type,
            plan.offer.resources_summary(), "yes" if plan.offer.spot else "no", price]
@@ -105,7 +97,7 @@ def register(app: typer.Typer) -> None:
         try:
             archive = pack_working_dir(plan.repo_dir)
         except UploadTooLarge as exc:
-            raise _fail(f"{exc} ({NO_PROVISION})", exc.exit_code) from None
+            raise fail(f"{exc} ({NO_PROVISION})", exc.exit_code) from None
         plan_seconds = time.perf_counter() - started
         if not yes and sys.stdin.isatty() and not typer.confirm("Continue?", default=True):
             raise typer.Exit(1)
@@ -118,7 +110,7 @@ def register(app: typer.Typer) -> None:
         try:
             result = execute_run(plan, ui, archive)
         except RunNameTaken as exc:
-            raise _fail(f"{exc} ({NO_PROVISION})", exc.exit_code) from None
+            raise fail(f"{exc} ({NO_PROVISION})", exc.exit_code) from None
         result.phases["plan"] = plan_seconds
         _save_phases(plan.run_name, result.phases)
         verdict = "succeeded" if result.exit_code == 0 else f"failed with exit code {result.exit_code}"
@@ -165,7 +157,7 @@ def register(app: typer.Typer) -> None:
                 {**json.loads(r.model_dump_json()), "status": r.effective_status.value} for r in records
             ], indent=2) + "\n")
             return
-        table = Table("NAME", "STATUS", "BACKEND", "NODES", "AGE", "EXIT", box=None, pad_edge=False)
+        table = listing("NAME", "STATUS", "BACKEND", "NODES", "AGE", "EXIT")
         for record in records:
             status = record.effective_status
             shown = status.value + (f" (clean up: dstack-iac stop {record.name})" if status.value == "orphaned" else "")
@@ -183,7 +175,7 @@ def register(app: typer.Typer) -> None:
 
         record = registry.load(run_name)
         if record is None:
-            raise _fail(f"no run named {run_name!r} (see `dstack-iac ps --all`)", 1)
+            raise fail(f"no run named {run_name!r} (see `dstack-iac ps --all`)", 1)
         position = 0
         while True:
             if record.log_path.exists():
@@ -214,7 +206,7 @@ def register(app: typer.Typer) -> None:
 
         record = registry.load(run_name)
         if record is None:
-            raise _fail(f"no run named {run_name!r} (see `dstack-iac ps --all`)", 1)
+            raise fail(f"no run named {run_name!r} (see `dstack-iac ps --all`)", 1)
         if record.effective_status.active and record.status.value != "orphaned" and alive(record.owner_pid):
             # The attached CLI owns the stack: ask it to tear down, as Ctrl+C would.
             os.kill(record.owner_pid, signal.SIGTERM)

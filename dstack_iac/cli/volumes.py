@@ -9,20 +9,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
-from dstack_iac.cli.output import console, error_console, print_config_error
+from dstack_iac.cli.output import console, error_console, fail, listing, print_config_error
 from dstack_iac.config.errors import ConfigError
 
 volume_app = typer.Typer(help="Network volumes: long-lived stacks that outlive runs.", no_args_is_help=True)
 
 FileOption = Annotated[Optional[Path], typer.Option("-f", "--file", help="Volume configuration (type: volume).")]
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    error_console.print("[red]error[/]: ", end="")
-    error_console.print(message, markup=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 def _reporter():
@@ -39,7 +32,7 @@ def _load(file: Optional[Path]):
     from dstack_iac.config.loader import load_volume
 
     if file is None:
-        raise _fail("give the volume's configuration with -f FILE.dstack.yml", 2)
+        raise fail("give the volume's configuration with -f FILE.dstack.yml", 2)
     try:
         return load_volume(file)
     except ConfigError as exc:
@@ -59,7 +52,7 @@ def create(file: FileOption = None) -> None:
     try:
         record = create_volume(volume, str(path), on_event=_reporter())
     except (VolumeError, MissingCredentials) as exc:
-        raise _fail(f"{exc}\n(nothing was created)", exc.exit_code) from None
+        raise fail(f"{exc}\n(nothing was created)", exc.exit_code) from None
     where = record.directory or f"{record.volume_id} in {record.availability_zone}"
     error_console.print(f"Volume {record.name} is ready ({where}) in {time.perf_counter() - started:.1f}s",
                         style="green", markup=False)
@@ -76,7 +69,7 @@ def list_volumes(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
         sys.stdout.write(json.dumps([{**r.model_dump(mode="json"), "used_by": users_of(r.name)} for r in records],
                                     indent=2) + "\n")
         return
-    table = Table("NAME", "BACKEND", "REGION", "ZONE", "SIZE", "VOLUME ID", "USED BY", box=None, pad_edge=False)
+    table = listing("NAME", "BACKEND", "REGION", "ZONE", "SIZE", "VOLUME ID", "USED BY")
     for record in records:
         size = f"{record.size_gb:g}GB" if record.size_gb else "-"
         table.add_row(record.name, record.backend, record.region or "-", record.availability_zone or "-", size,
@@ -104,5 +97,5 @@ def delete(
     try:
         delete_volume(name, on_event=_reporter())
     except VolumeError as exc:
-        raise _fail(str(exc), exc.exit_code) from None
+        raise fail(str(exc), exc.exit_code) from None
     error_console.print(f"Volume {name} deleted.", style="green", markup=False)

@@ -43,10 +43,6 @@ def interpolate(
     return _REFERENCE_RE.sub(replace, text)
 
 
-def resolve_node_rank(text: str, rank: int) -> str:
-    return re.sub(r"\$\{\{\s*dstack\.node_rank\s*\}\}", str(rank), text)
-
-
 _NODE_RANK = re.compile(r"\$\{\{\s*" + re.escape(NODE_RANK_REFERENCE) + r"\s*\}\}")
 
 

@@ -127,6 +127,11 @@ class NodeSession:
                            "ended without an exit status")
         return result.exited if result.exited is not None else -1
 
+    @property
+    def stopped(self) -> bool:
+        """Whether `stop` was called: the task ending then is our doing, not a failure of its own."""
+        return self._stopped.is_set()
+
     def stop(self) -> None:
         """Stop the task's whole process group, through a connection of its own."""
         if self._stopped.is_set():

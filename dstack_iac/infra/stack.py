@@ -4,13 +4,13 @@ one ephemeral stack per run (named after it), one long-lived stack per volume (`
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from dstack_iac import engine
+from dstack_iac.infra.local.processes import alive
 from dstack_iac.infra.program import StackOutputs
 
 
@@ -84,9 +84,9 @@ class RunStack:
             if holder.get("hostname") != hostname:
                 continue  # another machine's lock: not ours to judge
             pid = int(holder.get("pid", 0))
-            while _alive(pid) and time.monotonic() < deadline:
+            while alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.5)
-            if not _alive(pid):
+            if not alive(pid):
                 lock.unlink(missing_ok=True)
                 Path(f"{lock}.attrs").unlink(missing_ok=True)
                 released.append(pid)
@@ -98,18 +98,6 @@ class RunStack:
         if url.startswith("file://"):
             for leftover in Path(url.removeprefix("file://")).glob(f".pulumi/stacks/*/{self.run_name}.json.bak*"):
                 leftover.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def existing_stacks() -> set[str]:

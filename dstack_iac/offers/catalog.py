@@ -90,13 +90,13 @@ def catalog_file(backend: str) -> Path:
     return Path(str(resources.files("dstack_iac.offers").joinpath("data", f"{backend}.csv")))
 
 
-def _data_rows(name: str) -> list[dict[str, str]]:
-    return list(csv.DictReader(catalog_file(name.removesuffix(".csv")).read_text().splitlines()))
+def _data_rows(backend: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(catalog_file(backend).read_text().splitlines()))
 
 
 def aws_rows() -> list[CatalogRow]:
     by_zone: dict[tuple[str, str], CatalogRow] = {}
-    for row in _data_rows("aws.csv"):
+    for row in _data_rows("aws"):
         mib = _MIB.search(row["GpuInfo"])
         count = int(float(row["AcceleratorCount"] or 0))
         parsed = CatalogRow(
@@ -123,7 +123,7 @@ def _gcp_built_in_gpu(instance_type: str, cpus: int) -> tuple[str, int] | None:
 
 def gcp_rows() -> list[CatalogRow]:
     machines, accelerators = [], {}
-    for row in _data_rows("gcp.csv"):
+    for row in _data_rows("gcp"):
         if row["InstanceType"]:
             machines.append(row)
         else:

@@ -11,7 +11,6 @@ import getpass
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import warnings
@@ -409,6 +408,11 @@ def _run_commands(plan: RunPlan, outputs: StackOutputs, sessions: list[NodeSessi
     failures: list[tuple[int, int]] = []
     lock = threading.Lock()
 
+    def stop_others(session: NodeSession) -> None:
+        for other in sessions:
+            if other is not session:
+                threading.Thread(target=other.stop, daemon=True).start()
+
     def run_node(session: NodeSession) -> int:
         rank = session.endpoint.rank
         node_dir = str(Path(session.endpoint.working_dir).parent)
@@ -433,22 +437,18 @@ def _run_commands(plan: RunPlan, outputs: StackOutputs, sessions: list[NodeSessi
         try:
             code = session.run_script(script, log.emit, prefix, mounts)
         except NodeLost:
-            if not session._stopped.is_set():  # a node we stopped on purpose is not lost
-                for other in sessions:
-                    if other is not session:
-                        threading.Thread(target=other.stop, daemon=True).start()
+            if not session.stopped:  # a node we stopped on purpose is not lost
+                stop_others(session)
                 raise
             code = 143
         if code != 0:
             with lock:
                 first = not failures
                 failures.append((rank, code))
-            if first and not session._stopped.is_set():
+            if first and not session.stopped:
                 if plan.nodes > 1:
                     ui.warn(f"Node {rank} exited with code {code}: stopping the other nodes")
-                for other in sessions:
-                    if other is not session:
-                        threading.Thread(target=other.stop, daemon=True).start()
+                stop_others(session)
         return code
 
     deadline = configuration.max_duration

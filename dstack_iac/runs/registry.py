@@ -6,7 +6,6 @@ A run whose record says it is active but whose owner process is gone is orphaned
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time

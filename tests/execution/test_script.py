@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 
 from dstack_iac.execution.interpreters import base_interpreter
 from dstack_iac.execution.script import PIP_SHIM, node_environment, render_script
+from tests.conftest import assert_valid_bash
 
 
 def script_for(tmp_path: Path, commands: list[str], **options) -> str:
@@ -31,12 +31,7 @@ def run_script(tmp_path: Path, script: str) -> subprocess.CompletedProcess:
 def test_rendered_scripts_are_valid_bash(tmp_path, options):
     script = script_for(tmp_path, ["echo one", "echo two"], **options)
     for text in (script, PIP_SHIM):
-        path = tmp_path / "check.sh"
-        path.write_text(text)
-        assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
-        if shutil.which("shellcheck"):
-            checked = subprocess.run(["shellcheck", "-S", "warning", str(path)], capture_output=True, text=True)
-            assert checked.returncode == 0, checked.stdout
+        assert_valid_bash(text, tmp_path)
 
 
 def test_environment_values_reach_the_commands_verbatim(tmp_path):
@@ -79,12 +74,9 @@ def test_cloud_tasks_with_an_image_run_in_the_container(tmp_path):
                                    user_env={"TOKEN": "a b'c"})
     script = render_container_script(environment=environment, commands=["nvidia-smi", "torchrun train.py"],
                                      image="nvcr.io/nvidia/pytorch:24.01-py3", gpus=True, volume_paths=["/data"])
+    assert_valid_bash(script, tmp_path)
     path = tmp_path / "task.sh"
     path.write_text(script)
-    assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
-    if shutil.which("shellcheck"):
-        checked = subprocess.run(["shellcheck", "-S", "warning", str(path)], capture_output=True, text=True)
-        assert checked.returncode == 0, checked.stdout
     assert "exec docker run --rm --init --network host --ipc host" in script and "--gpus all" in script
     assert "-e TOKEN" in script and "-e DSTACK_NODES_IPS" in script and "DSTACK_VENV_DIR" not in script
     assert "export DSTACK_WORKING_DIR=/workflow" in script and "-v /data:/data" in script

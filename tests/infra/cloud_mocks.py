@@ -3,9 +3,6 @@ invoke is recorded, so tests check exactly what a real `pulumi up` would ask the
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-
 import pulumi
 from pydantic import SecretStr
 
@@ -94,15 +91,6 @@ def with_registry(offer: Offer, **extra) -> ClusterSpec:
 
 def volume(name: str, path: str, rank: int = 0) -> MountedVolume:
     return MountedVolume(name=name, path=path, rank=rank)
-
-
-def check_bash(script: str, tmp_path) -> None:
-    path = tmp_path / "setup.sh"
-    path.write_text(script)
-    assert subprocess.run(["bash", "-n", str(path)], capture_output=True).returncode == 0
-    if shutil.which("shellcheck"):
-        checked = subprocess.run(["shellcheck", "-S", "warning", str(path)], capture_output=True, text=True)
-        assert checked.returncode == 0, checked.stdout
 
 
 def settle(cluster: pulumi.ComponentResource) -> pulumi.Output:

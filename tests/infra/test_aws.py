@@ -10,7 +10,8 @@ from dstack_iac.infra.aws import GPU_IMAGE, UBUNTU_IMAGE, AwsTaskCluster, ebs_de
 from dstack_iac.infra.cloud.node_setup import render_node_setup
 from dstack_iac.infra.program import NodeEndpoint
 from dstack_iac.offers.query import OfferQuery, find_offers
-from tests.infra.cloud_mocks import (PASSWORD, RecordingMocks, check_bash, cluster_spec, is_secret,
+from tests.conftest import assert_valid_bash
+from tests.infra.cloud_mocks import (PASSWORD, RecordingMocks, cluster_spec, is_secret,
                                      plain_occurrences, settle, unwrap, volume, with_registry)
 
 
@@ -140,4 +141,4 @@ def test_node_setup_scripts_are_valid_bash(tmp_path, image, gpu):
     spec = with_registry(cheapest(gpu), volumes=[volume("a", "/data"), volume("b", "/ckpt")]) if image \
         else cluster_spec(cheapest(gpu), volumes=[volume("a", "/data")])
     script = render_node_setup(spec, 0, ["/dev/sdf", "/dev/sdg"], PASSWORD)
-    check_bash(script, tmp_path)
+    assert_valid_bash(script, tmp_path)

@@ -4,8 +4,6 @@ data that persists across runs, deletion refused while in use."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 from pathlib import Path
 
