@@ -1,88 +1,50 @@
-"""Shared fixtures: an isolated state dir per test, and the CLI as a user runs it."""
+"""Shared fixtures. Every test gets its own state dir; the session gets its own caches (the
+user's are never touched), sharing only the engine and downloaded wheels, which never change."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "dstack_iac"]
+from tests.helpers import describe, processes_mentioning, stack_files
+
+REAL_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
 
 
-@pytest.fixture
+def pytest_configure(config):
+    """Isolate caches for the whole session, before any test imports the package's paths."""
+    from dstack_iac.infra import engine
+
+    cli = engine.find_pulumi()
+    if cli is not None and not os.environ.get(engine.PULUMI_ENV):
+        os.environ[engine.PULUMI_ENV] = str(cli.path)
+    session_cache = Path(tempfile.mkdtemp(prefix="dstack-iac-test-cache-"))
+    os.environ["XDG_CACHE_HOME"] = str(session_cache)
+    os.environ.setdefault("DSTACK_IAC_WHEELHOUSE", str(REAL_CACHE / "dstack-iac" / "test-wheels"))
+    (session_cache / "dstack-iac").mkdir(parents=True, exist_ok=True)
+    engine.find_pulumi.cache_clear()
+
+
+@pytest.fixture(autouse=True)
 def state_dir(tmp_path, monkeypatch) -> Path:
+    """This test's own state dir and Pulumi file backend."""
     home = tmp_path / "dstack-home"
     monkeypatch.setenv("DSTACK_IAC_HOME", str(home))
     monkeypatch.delenv("PULUMI_BACKEND_URL", raising=False)
     return home
 
 
-def assert_valid_bash(text: str, directory: Path) -> None:
-    """`bash -n`, and `shellcheck -S warning` when it is installed."""
-    import shutil
-
-    path = directory / "check.sh"
-    path.write_text(text)
-    assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
-    if shutil.which("shellcheck"):
-        checked = subprocess.run(["shellcheck", "-S", "warning", str(path)], capture_output=True, text=True)
-        assert checked.returncode == 0, checked.stdout
-
-
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 120, **kwargs):
-    """Run `dstack-iac ARGS` in a subprocess; returns the CompletedProcess (text)."""
-    full_env = {**os.environ, **(env or {}), "COLUMNS": "200", "NO_COLOR": "1"}
-    return subprocess.run(
-        [*CLI, *args], cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=timeout, **kwargs
-    )
-
-
-# --- end-to-end runs on the local backend -----------------------------------------------------
-
-def processes_mentioning(text: str) -> list[int]:
-    """Pids whose command line or environment mentions `text` (e.g. a test's state dir)."""
-    found = []
-    needle = text.encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if needle in (entry / "cmdline").read_bytes() or needle in (entry / "environ").read_bytes():
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-                if state != "Z":
-                    found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
-def describe(pids: list[int]) -> str:
-    """Command lines of `pids`, for assertion messages."""
-    lines = []
-    for pid in pids:
-        try:
-            lines.append(f"{pid}: " + Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:300])
-        except OSError:
-            lines.append(f"{pid}: (gone)")
-    return "\n".join(lines)
-
-
-def stack_files(home: Path) -> list[Path]:
-    return [p for p in home.rglob("*") if ".pulumi/stacks" in p.as_posix() and p.suffix == ".json"]
-
-
 @pytest.fixture(scope="session")
 def e2e_root(tmp_path_factory):
     """Parent of every end-to-end test's state dir. After the whole suite, nothing may remain:
     no stack in any state dir, and no process started by the tests."""
-    root = tmp_path_factory.mktemp("e2e")
-    yield root
     import time
 
+    root = tmp_path_factory.mktemp("e2e")
+    yield root
     deadline = time.monotonic() + 10
     while processes_mentioning(str(root)) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -92,17 +54,7 @@ def e2e_root(tmp_path_factory):
 
 
 @pytest.fixture
-def e2e_home(e2e_root, request) -> Path:
-    import tempfile
-
-    return Path(tempfile.mkdtemp(prefix=request.node.originalname[:40] + "-", dir=e2e_root))
-
-
-def dstack(home: Path, *args: str, timeout: float = 300, cwd: Path | None = None, env: dict | None = None):
-    return run_cli(*args, cwd=cwd, env={"DSTACK_IAC_HOME": str(home), **(env or {})}, timeout=timeout)
-
-
-def spawn(home: Path, *args: str, cwd: Path | None = None) -> subprocess.Popen:
-    env = {**os.environ, "DSTACK_IAC_HOME": str(home), "COLUMNS": "200", "NO_COLOR": "1"}
-    return subprocess.Popen([*CLI, *args], cwd=cwd or REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, bufsize=1)
+def e2e_home(e2e_root, request, monkeypatch) -> Path:
+    home = Path(tempfile.mkdtemp(prefix=request.node.originalname[:40] + "-", dir=e2e_root))
+    monkeypatch.setenv("DSTACK_IAC_HOME", str(home))
+    return home

@@ -86,3 +86,20 @@ def task_options(command):
 
     wrapper.__signature__ = inspect.Signature(own + shared)
     return wrapper
+
+
+# Options several commands take, declared once.
+Yes = Annotated[bool, typer.Option("-y", "--yes", help="Do not ask for confirmation.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+RepoDir = Annotated[Path, typer.Argument(help="Working directory uploaded to the nodes.", show_default=True)]
+RunName = Annotated[str, typer.Argument(metavar="RUN", help="The run's name (see `dstack-iac ps`).")]
+ConfigurationFile = Annotated[Optional[Path], typer.Option("-f", "--file", help="Configuration file (*.dstack.yml).")]
+
+
+def confirm(question: str, yes: bool, default: bool = True) -> bool:
+    """Ask on a terminal, unless `-y`; without a terminal, the answer is yes."""
+    import sys
+
+    if yes or not sys.stdin.isatty():
+        return True
+    return typer.confirm(question, default=default)

@@ -4,29 +4,22 @@ from __future__ import annotations
 
 import sys
 
-import typer
 from rich.console import Console
 from rich.table import Table
-
-from dstack_iac.config.errors import ConfigError
 
 # Piped output (CI, logs, tests) is not cut at 80 columns.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 240)
 error_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 240)
 
 
-def print_config_error(exc: ConfigError) -> None:
-    count = len(exc.issues)
-    error_console.print(f"[red]error[/]: {count} problem{'s' if count != 1 else ''} in the configuration; nothing was provisioned")
-    for issue in exc.issues:
-        error_console.print(f"  {issue.render()}", markup=False, soft_wrap=True)
-
-
-def fail(message: str, code: int) -> typer.Exit:
-    """Print `error: message` (not markup: messages quote user input) and return the Exit to raise."""
+def print_error(message: str) -> None:
+    """`error: message` on stderr (not markup: messages quote user input)."""
     error_console.print("[red]error[/]: ", end="")
     error_console.print(message, markup=False, soft_wrap=True)
-    return typer.Exit(code)
+
+
+def note(message: str, style: str = "dim") -> None:
+    error_console.print(message, style=style, markup=False, soft_wrap=True, highlight=False)
 
 
 def listing(*columns: str) -> Table:
@@ -35,3 +28,20 @@ def listing(*columns: str) -> Table:
     for column in columns:
         table.add_column(column, no_wrap=True)
     return table
+
+
+def print_json(data) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def age(created_at: float) -> str:
+    import time
+
+    seconds = int(time.time() - created_at)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

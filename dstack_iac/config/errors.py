@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dstack_iac.errors import BadInput
+
 
 @dataclass(frozen=True)
 class ConfigIssue:
@@ -17,7 +19,7 @@ class ConfigIssue:
     def render(self) -> str:
         where = self.file
         if self.line is not None:
-            where += f":{self.line}:{self.column}"
+            where += f":{self.line}" + (f":{self.column}" if self.column is not None else "")
         if self.source:
             where += f" ({self.source})"
         field = f"{self.field}: " if self.field else ""
@@ -34,11 +36,11 @@ class ConfigIssue:
         }
 
 
-class ConfigError(Exception):
-    """One or more problems in a configuration; reported together, exit code 2."""
-
-    exit_code = 2
+class ConfigError(BadInput):
+    """One or more problems in a configuration, reported together."""
 
     def __init__(self, issues: list[ConfigIssue]):
         self.issues = issues
-        super().__init__("\n".join(issue.render() for issue in issues))
+        count = len(issues)
+        super().__init__(f"{count} problem{'s' if count != 1 else ''} in the configuration; nothing was provisioned\n"
+                         + "\n".join(f"  {issue.render()}" for issue in issues))

@@ -26,7 +26,7 @@ from dstack_iac.config.models import (
     VolumeConfiguration,
 )
 from dstack_iac.config.profiles import Profile, ProfilesFile, load_profiles_source, profile_files
-from dstack_iac.config.yaml_source import YamlSource, dotted, load_yaml
+from dstack_iac.config.yaml_source import YamlSource, dotted, load_yaml, read_text_file
 
 CONFIG_SUFFIX = ".dstack.yml"
 
@@ -131,7 +131,7 @@ def load_task(
         path, source = repo_dir / "(flags)", load_yaml(FLAGS_ONLY_TASK, "(command-line flags)")
     else:
         path = discover_configuration(repo_dir, file)
-        source = load_yaml(path.read_text(), _display(path))
+        source = load_yaml(read_configuration(path), _display(path))
     if not isinstance(source.data, dict):
         raise ConfigError([ConfigIssue(source.file, 1, 1, "", "expected a mapping of fields, e.g. `type: task`")])
     kind = source.data.get("type")
@@ -170,6 +170,10 @@ def load_task(
         profile_name=profile[0].name if profile else None,
         build=overrides.build,
     )
+
+
+def read_configuration(path: Path) -> str:
+    return read_text_file(path, _display(path))
 
 
 def _display(path: Path) -> str:
@@ -341,14 +345,33 @@ def _message(error: dict, field_path: tuple) -> str:
     return message
 
 
-def load_volume(file: Path) -> tuple[VolumeConfiguration, Path]:
+@dataclass
+class LoadedVolume:
+    """A `type: volume` file, validated, with what is needed to point at its lines later."""
+
+    configuration: VolumeConfiguration
+    path: Path
+    source: YamlSource
+
+    def reject(self, problems: list[tuple[str, str]]) -> None:
+        """Raise the (field, message) problems a backend found, at their lines in the file."""
+        if not problems:
+            return
+        issues = []
+        for field_name, message in problems:
+            line, column = self.source.position((field_name,), key=True)
+            issues.append(ConfigIssue(self.source.file, line, column, field_name, message))
+        raise ConfigError(issues)
+
+
+def load_volume(file: Path) -> LoadedVolume:
     """A `type: volume` file, validated with the same positioned errors as tasks."""
     path = discover_configuration(Path.cwd(), file)
-    source = load_yaml(path.read_text(), _display(path))
+    source = load_yaml(read_configuration(path), _display(path))
     if not isinstance(source.data, dict) or source.data.get("type") != "volume":
         line, column = source.position(("type",)) if isinstance(source.data, dict) else (1, 1)
         raise ConfigError([ConfigIssue(source.file, line, column, "type", "this file must say `type: volume`")])
     try:
-        return VolumeConfiguration.model_validate(source.data), path
+        return LoadedVolume(VolumeConfiguration.model_validate(source.data), path, source)
     except ValidationError as exc:
         raise ConfigError(_issues(exc, source.data, {(): _Origin(source, ())}, source)) from None

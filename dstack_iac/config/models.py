@@ -7,6 +7,7 @@ normalised shape, so the rest of the program never parses strings again. Validat
 
 from __future__ import annotations
 
+import difflib
 import os
 import posixpath
 import re
@@ -15,6 +16,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
+    WithJsonSchema,
     ConfigDict,
     Discriminator,
     Field,
@@ -55,8 +58,8 @@ def _context(info: ValidationInfo) -> dict:
 # --- resources --------------------------------------------------------------------------------
 
 class IntRange(Model):
-    min: int | None = None
-    max: int | None = None
+    min: int | None = Field(default=None, description="Lower bound (inclusive); unset means none.")
+    max: int | None = Field(default=None, description="Upper bound (inclusive); unset means none.")
 
     def __str__(self) -> str:
         return grammar.format_range(self.min, self.max)
@@ -68,8 +71,8 @@ class IntRange(Model):
 class MemoryRange(Model):
     """Sizes in GB."""
 
-    min: float | None = None
-    max: float | None = None
+    min: float | None = Field(default=None, description="Lower bound in GB (inclusive); unset means none.")
+    max: float | None = Field(default=None, description="Upper bound in GB (inclusive); unset means none.")
 
     @model_validator(mode="before")
     @classmethod
@@ -87,8 +90,8 @@ class MemoryRange(Model):
 
 
 class CPUSpec(Model):
-    arch: Literal["x86", "arm"] | None = None
-    count: IntRange = IntRange(min=2)
+    arch: Literal["x86", "arm"] | None = Field(default=None, description="CPU architecture; any when unset.")
+    count: IntRange = Field(default=IntRange(min=2), description="Number of CPUs (a count or a range).")
 
     @model_validator(mode="before")
     @classmethod
@@ -105,12 +108,12 @@ class CPUSpec(Model):
 
 
 class GPUSpec(Model):
-    vendor: Literal["nvidia", "amd", "google", "intel"] | None = None
-    names: list[str] | None = None
-    count: IntRange = IntRange(min=1, max=1)
-    memory: MemoryRange | None = None
-    total_memory: MemoryRange | None = None
-    compute_capability: str | None = None
+    vendor: Literal["nvidia", "amd", "google", "intel"] | None = Field(default=None, description="GPU vendor.")
+    names: list[str] | None = Field(default=None, description="GPU models accepted, e.g. [A100, H100].")
+    count: IntRange = Field(default=IntRange(min=1, max=1), description="Number of GPUs per node.")
+    memory: MemoryRange | None = Field(default=None, description="Memory per GPU (GB, or a range).")
+    total_memory: MemoryRange | None = Field(default=None, description="Memory of all the node's GPUs together.")
+    compute_capability: str | None = Field(default=None, description="Minimum CUDA compute capability, e.g. \"8.0\".")
 
     @model_validator(mode="before")
     @classmethod
@@ -124,7 +127,7 @@ class GPUSpec(Model):
 
 
 class DiskSpec(Model):
-    size: MemoryRange = MemoryRange(min=100)
+    size: MemoryRange = Field(default=MemoryRange(min=100), description="Disk size (GB, or a range).")
 
     @model_validator(mode="before")
     @classmethod
@@ -135,11 +138,13 @@ class DiskSpec(Model):
 
 
 class ResourcesSpec(Model):
-    cpu: CPUSpec = CPUSpec()
-    memory: MemoryRange = MemoryRange(min=8)
-    shm_size: float | None = Field(default=None, description="Shared memory size in GB.")
-    disk: DiskSpec = DiskSpec()
-    gpu: GPUSpec | None = None
+    cpu: CPUSpec = Field(default=CPUSpec(), description="CPUs per node: a count, a range (2..8) or arch:count (arm:8..).")
+    memory: MemoryRange = Field(default=MemoryRange(min=8), description="RAM per node: 16GB, or a range such as 8GB..")
+    shm_size: float | None = Field(default=None, description="Shared memory (/dev/shm) of the task's container, in "
+                                                             "GB; needs an image.")
+    disk: DiskSpec = Field(default=DiskSpec(), description="Disk per node: a size or a range such as 100GB..")
+    gpu: GPUSpec | None = Field(default=None, description="GPUs per node: 24GB, A100:2, 1..2, nvidia:24GB:1..2, or "
+                                                          "the mapping form; none when unset.")
 
     @field_validator("shm_size", mode="before")
     @classmethod
@@ -207,7 +212,7 @@ class _Mount(Model):
 class NetworkVolumeMount(_Mount):
     kind: Literal["network"] = "network"
     name: list[str] = Field(description="The volume's name, or a list of names to pick one from.")
-    path: str
+    path: str = Field(description="Where the task sees the volume (absolute).")
 
     @field_validator("name", mode="before")
     @classmethod
@@ -222,9 +227,9 @@ class NetworkVolumeMount(_Mount):
 
 class InstanceVolumeMount(_Mount):
     kind: Literal["instance"] = "instance"
-    instance_path: str
-    path: str
-    optional: bool = False
+    instance_path: str = Field(description="A directory of the node's machine (absolute).")
+    path: str = Field(description="Where the task sees it (absolute).")
+    optional: bool = Field(default=False, description="Skip the mount when instance_path does not exist.")
 
     @field_validator("instance_path")
     @classmethod
@@ -259,8 +264,11 @@ class RetryEvent(str, Enum):
 
 
 class Retry(Model):
-    on_events: list[RetryEvent] = Field(default_factory=lambda: list(RetryEvent))
-    duration: int = Field(default=3600, description="Seconds; accepts 30s, 15m, 3h, 2d, 1w.")
+    on_events: list[RetryEvent] = Field(default_factory=lambda: list(RetryEvent),
+                                        description="Which failures are retried: no-capacity (the cloud had none), "
+                                                    "interruption (a node was lost), error (the commands failed).")
+    duration: int = Field(default=3600, description="How long to keep retrying, from the run's start: seconds, or "
+                                                    "30s, 15m, 3h, 2d, 1w.")
 
     @field_validator("duration", mode="before")
     @classmethod
@@ -276,8 +284,8 @@ class Retry(Model):
 
 
 class PortMapping(Model):
-    local_port: int | None = Field(default=None, description="None means any free local port.")
-    container_port: int
+    local_port: int | None = Field(default=None, description="The port on this machine; any free one when unset.")
+    container_port: int = Field(description="The port the task listens on, on node 0.")
 
     @model_validator(mode="before")
     @classmethod
@@ -314,8 +322,8 @@ class PortMapping(Model):
 
 
 class RegistryAuth(Model):
-    username: str
-    password: SecretStr
+    username: str = Field(description="Registry user name.")
+    password: SecretStr = Field(description="Registry password or token; ${{ env.NAME }} keeps it out of the file.")
 
     @field_validator("username", "password", mode="before")
     @classmethod
@@ -338,20 +346,46 @@ class SpotPolicy(str, Enum):
     AUTO = "auto"
 
 
-Backend = Literal["local", "aws", "gcp"]
+# Every backend name dstack knows (so dstack's files validate), and dstack-iac's own: whether
+# one is implemented is planning's question (backends/registry.py), not the file's.
+DSTACK_BACKENDS = ("aws", "azure", "amddevcloud", "cloudrift", "crusoe", "cudo", "datacrunch", "digitalocean",
+                   "dstack", "gcp", "hotaisle", "kubernetes", "lambda", "local", "nebius", "oci", "remote", "runpod",
+                   "tensordock", "vastai", "verda", "vultr")
+OWN_BACKENDS = ("ssh",)
+BACKEND_PLUGINS_ENV = "DSTACK_IAC_BACKENDS"  # name=module:Class,... (backends developed outside the package)
+
+
+def known_backend_names() -> tuple[str, ...]:
+    plugins = [item.split("=", 1)[0].strip() for item in os.environ.get(BACKEND_PLUGINS_ENV, "").split(",") if "=" in item]
+    return tuple(dict.fromkeys([*DSTACK_BACKENDS, *OWN_BACKENDS, *plugins]))
+
+
+def _backend_name(value: Any) -> Any:
+    if isinstance(value, str) and value not in known_backend_names():
+        close = difflib.get_close_matches(value, known_backend_names(), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(f"unknown backend {value!r}: {hint}backends are {', '.join(known_backend_names())}")
+    return value
+
+
+Backend = Annotated[str, BeforeValidator(_backend_name),
+                    WithJsonSchema({"type": "string", "enum": [*DSTACK_BACKENDS, *OWN_BACKENDS]})]
 
 
 class ProfileFields(Model):
     """Fields a task shares with `.dstack/profiles.yml` and the CLI."""
 
-    backends: list[Backend] | None = Field(default=None, description="Backends to consider; all when unset.")
-    regions: list[str] | None = None
-    availability_zones: list[str] | None = None
-    instance_types: list[str] | None = None
+    backends: list[Backend] | None = Field(default=None, description="Backends to consider; when unset, local "
+                                                                      "(and the backends that need no account).")
+    regions: list[str] | None = Field(default=None, description="Cloud regions to consider; all when unset.")
+    availability_zones: list[str] | None = Field(default=None, description="Zones to consider; all when unset.")
+    instance_types: list[str] | None = Field(default=None, description="Instance types to consider; all when unset.")
     spot_policy: SpotPolicy | None = Field(default=None, description="spot, on-demand or auto (default on-demand).")
     max_price: float | None = Field(default=None, gt=0, description="Maximum price per node, $/hour.")
-    max_duration: int | None = Field(default=None, description="Seconds, or off (the default).")
-    retry: Retry | None = None
+    max_duration: int | None = Field(default=None, description="Stop the run after this long: seconds, 30s, 15m, "
+                                                                "3h, 2d, 1w, or off (the default).")
+    retry: Retry | None = Field(default=None, description="Re-provision and re-run on the given events; true means "
+                                                          "all of them for an hour.")
 
     @field_validator("max_duration", mode="before")
     @classmethod
@@ -377,21 +411,31 @@ PROFILE_FIELD_NAMES = tuple(ProfileFields.model_fields)
 
 
 class TaskConfiguration(ProfileFields):
-    type: Literal["task"]
+    type: Literal["task"] = Field(description="Always `task` for a task file.")
     name: str | None = Field(default=None, description="Run name; generated when unset.")
-    image: str | None = None
-    python: str | None = Field(default=None, description="3.9 .. 3.14; mutually exclusive with image.")
-    commands: list[str] = Field(default_factory=list)
-    build: list[str] = Field(default_factory=list, description="Run before commands with --build.")
-    working_dir: str | None = None
-    shell: str | None = None
-    entrypoint: str | None = None
-    registry_auth: RegistryAuth | None = None
-    env: dict[str, str] = Field(default_factory=dict)
-    ports: list[PortMapping] = Field(default_factory=list)
-    nodes: int = Field(default=1, ge=1)
-    resources: ResourcesSpec = ResourcesSpec()
-    volumes: list[VolumeMount] = Field(default_factory=list)
+    image: str | None = Field(default=None, description="Docker image the commands run in (cloud backends).")
+    python: str | None = Field(default=None, description="Python version of each node's virtualenv, 3.9 .. 3.14; "
+                                                         "the caller's when unset. Exclusive with image.")
+    commands: list[str] = Field(default_factory=list, description="Shell commands run in order on every node; the "
+                                                                  "first that fails ends the node's script.")
+    build: list[str] = Field(default_factory=list, description="Commands run before `commands`, only with --build.")
+    working_dir: str | None = Field(default=None, description="Where the commands run: relative paths (and paths "
+                                                              "under /workflow) are inside the uploaded working "
+                                                              "directory.")
+    shell: str | None = Field(default=None, description="The shell that runs the commands: bash (default), sh, or "
+                                                        "an absolute path.")
+    entrypoint: str | None = Field(default=None, description="Run this instead of a shell: the commands become its "
+                                                             "arguments (as docker's entrypoint and command).")
+    registry_auth: RegistryAuth | None = Field(default=None, description="Credentials for pulling a private image.")
+    env: dict[str, str] = Field(default_factory=dict, description="Environment variables: KEY=VALUE, or KEY to take "
+                                                                  "the value from your environment.")
+    ports: list[PortMapping] = Field(default_factory=list, description="Ports of node 0 forwarded to this machine "
+                                                                       "while attached: 8080, 3000:7860, *:8080.")
+    nodes: int = Field(default=1, ge=1, description="Number of nodes (a cluster when more than one).")
+    resources: ResourcesSpec = Field(default=ResourcesSpec(), description="What each node needs: cpu, memory, "
+                                                                          "shm_size, disk, gpu.")
+    volumes: list[VolumeMount] = Field(default_factory=list, description="Volumes mounted on every node: "
+                                                                         "name:/path (network) or /host:/path.")
 
     @field_validator("name")
     @classmethod
@@ -422,9 +466,12 @@ class TaskConfiguration(ProfileFields):
     @field_validator("working_dir")
     @classmethod
     def _working_dir(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("/"):
-            raise ValueError(f"working_dir {value!r} must be an absolute path")
-        return value
+        if value is None:
+            return None
+        normal = posixpath.normpath(value.strip())
+        if not value.strip() or normal.split("/")[0] == ".." or "\n" in value or "\0" in value:
+            raise ValueError(f"working_dir {value!r} must be a path inside the working directory or an absolute path")
+        return normal
 
     @field_validator("commands", "build", mode="before")
     @classmethod
@@ -525,9 +572,9 @@ def _reject_duplicates(items: list, key, what: str) -> None:
 class VolumeConfiguration(Model):
     """`type: volume`: a network volume that outlives runs (its own long-lived stack)."""
 
-    type: Literal["volume"]
+    type: Literal["volume"] = Field(description="Always `volume` for a volume file.")
     name: str = Field(description="2-41 lowercase letters, digits or '-'; tasks mount it by this name.")
-    backend: Backend
+    backend: Backend = Field(description="Where the volume lives: local, aws or gcp.")
     region: str | None = Field(default=None, description="Required for aws and gcp.")
     availability_zone: str | None = Field(default=None, description="Default: the region's first zone (aws "
                                                                           "<region>a, gcp <region>-a).")
@@ -548,23 +595,8 @@ class VolumeConfiguration(Model):
         return None if value is None else grammar.parse_memory(value)
 
     @model_validator(mode="after")
-    def _complete(self) -> "VolumeConfiguration":
-        if self.backend == "local":
-            if self.volume_id:
-                raise FieldValueError(("volume_id",), "a local volume is a directory: volume_id does not apply")
-            return self
-        if not self.region:
-            raise FieldValueError(("region",), f"is required for the {self.backend} backend")
-        if self.size is None and not self.volume_id:
-            raise FieldValueError(("size",), "is required (or give volume_id to register an existing disk)")
+    def _one_source(self) -> "VolumeConfiguration":
+        # What a backend requires beyond this (a region, a size) is its own check (Backend.check_volume).
         if self.size is not None and self.volume_id:
             raise FieldValueError(("volume_id",), "give either size (create a disk) or volume_id (register one)")
         return self
-
-    @property
-    def zone(self) -> str | None:
-        if self.backend == "local":
-            return None
-        if self.availability_zone:
-            return self.availability_zone
-        return f"{self.region}a" if self.backend == "aws" else f"{self.region}-a"

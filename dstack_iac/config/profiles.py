@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field
 
 from dstack_iac.config.models import Model, ProfileFields
-from dstack_iac.config.yaml_source import YamlSource, load_yaml
+from dstack_iac.config.yaml_source import YamlSource, load_yaml, read_text_file
 
 PROFILES_RELATIVE_PATH = Path(".dstack") / "profiles.yml"
 
@@ -33,4 +33,4 @@ def profile_files(work_dir: Path, home: Path | None = None) -> list[Path]:
 
 
 def load_profiles_source(path: Path) -> YamlSource:
-    return load_yaml(path.read_text(), str(path))
+    return load_yaml(read_text_file(path, str(path)), str(path))

@@ -112,7 +112,7 @@ def _default(field) -> str:
     return json.dumps(value, default=str)
 
 
-_TYPE_NAMES = {"volumes": "list[NetworkVolumeMount | InstanceVolumeMount | str]"}
+_TYPE_NAMES = {"volumes": "list[NetworkVolumeMount | InstanceVolumeMount | str]", "backends": "list[str] | None"}
 
 _DEFAULT_NOTES = {
     "spot_policy": "on-demand",

@@ -49,6 +49,31 @@ _Loader.add_implicit_resolver(
 )
 
 
+MAX_CONFIGURATION_BYTES = 1024 * 1024
+
+
+def read_text_file(path, display: str) -> str:
+    """The file's text; a file that is not UTF-8 text (or absurdly large) is an error naming it."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(display, None, None, "", f"cannot be read: {exc.strerror}")]) from None
+    if len(data) > MAX_CONFIGURATION_BYTES:
+        raise ConfigError([ConfigIssue(display, None, None, "",
+                                       f"is {len(data)} bytes: a configuration is at most {MAX_CONFIGURATION_BYTES}")])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConfigError([ConfigIssue(display, line, None, "",
+                                       f"is not UTF-8 text (byte {exc.start} is 0x{data[exc.start]:02x}): "
+                                       "a configuration must be a YAML text file")]) from None
+    if "\0" in text:
+        line = text[:text.index("\0")].count("\n") + 1
+        raise ConfigError([ConfigIssue(display, line, None, "", "contains a NUL byte: not a YAML text file")])
+    return text
+
+
 def _mark(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 

@@ -71,6 +71,9 @@ class _Tunnel:
 def forward_ports(session, ports: list[PortMapping]):
     """Yields [(local_port, remote_port)] while the tunnels are open."""
     tunnels = []
+    if not ports:
+        yield []
+        return
     try:
         transport = session.connection.transport
         for mapping in ports:

@@ -13,6 +13,9 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping, Sequence
 
+from dstack_iac.model.nodes import NodeEndpoint
+from dstack_iac.model.plan import NodeRuntime, RunPlan
+
 
 def node_environment(
     *, run_name: str, rank: int, nodes_ips: Sequence[str], gpus_per_node: int, working_dir: str, venv_dir: str,
@@ -78,29 +81,59 @@ def _make_venv(python: str, seeds: str | None) -> list[str]:
     ]
 
 
-CONTAINER_WORKDIR = "/workflow"
+CONTAINER_WORKDIR = "/workflow"  # where dstack mounts the repo in a task's container
+
+
+def resolve_working_dir(base: str, working_dir: str | None, repo_root: str = CONTAINER_WORKDIR) -> str:
+    """Where the commands run: `base` (the uploaded working directory) unless `working_dir` says
+    otherwise. A relative path, or one under /workflow (dstack's repo mount), is inside `base`;
+    any other absolute path is taken as is."""
+    if not working_dir or working_dir in (".", repo_root):
+        return base
+    if working_dir.startswith(repo_root + "/"):
+        return f"{base}/{working_dir[len(repo_root) + 1:]}"
+    if working_dir.startswith("/"):
+        return working_dir
+    return f"{base}/{working_dir}"
+
+
+def _shell_path(shell: str | None) -> str:
+    """dstack's rule: a bare name is a program in /bin; default bash."""
+    if not shell:
+        return "bash"
+    return shell if shell.startswith("/") else f"/bin/{shell}"
 
 
 def render_container_script(
     *, environment: Mapping[str, str], commands: Sequence[str], image: str, gpus: bool,
-    volume_paths: Sequence[str] = (), shell: str | None = None,
+    volume_paths: Sequence[str] = (), shell: str | None = None, working_dir: str | None = None,
+    entrypoint: str | None = None, shm_gb: float | None = None,
 ) -> str:
     """A cloud node with `image`: the commands run inside the container (pulled at boot), on the
     host network (the nodes reach each other as on the host), with the working directory at
     /workflow, the task's env and DSTACK_* variables, the GPUs and the mounted volumes. The
-    container takes the script's pid, so stopping the task stops it."""
-    inside = {**environment, "DSTACK_WORKING_DIR": CONTAINER_WORKDIR}
+    container takes the script's pid, so stopping the task stops it. With `entrypoint`, it
+    replaces the shell and the commands are its arguments, as docker's entrypoint and command."""
+    workdir = resolve_working_dir(CONTAINER_WORKDIR, working_dir)
+    inside = {**environment, "DSTACK_WORKING_DIR": workdir}
     inside.pop("DSTACK_VENV_DIR", None)
     lines = ["#!/usr/bin/env bash", "# Written by dstack-iac: the task's commands, in its image.", "set -e"]
     lines += [f"export {key}={shlex.quote(value)}" for key, value in inside.items()]
-    body = "\n".join(["set -e", *commands])
     run = ["exec docker run --rm --init --network host --ipc host", "--name \"dstack-$DSTACK_RUN_NAME-$DSTACK_NODE_RANK\""]
     if gpus:
         run.append("--gpus all")
+    if shm_gb:
+        run.append(f"--shm-size {int(shm_gb * 1024)}m")
     run += [f"-e {shlex.quote(key)}" for key in inside]
-    run.append(f'-v "$(dirname "$0")/workdir:{CONTAINER_WORKDIR}" -w {CONTAINER_WORKDIR}')
+    run.append(f'-v "$(dirname "$0")/workdir:{CONTAINER_WORKDIR}" -w {shlex.quote(workdir)}')
     run += [f"-v {shlex.quote(path)}:{shlex.quote(path)}" for path in volume_paths]
-    run.append(f"{shlex.quote(image)} {shlex.quote(shell or 'bash')} -c {shlex.quote(body)}")
+    if entrypoint:
+        program, *arguments = shlex.split(entrypoint)
+        run.append(f"--entrypoint {shlex.quote(program)} {shlex.quote(image)} "
+                   + " ".join(shlex.quote(a) for a in [*arguments, *commands]))
+    else:
+        body = "\n".join(["set -e", *commands])
+        run.append(f"{shlex.quote(image)} {shlex.quote(shell or 'bash')} -c {shlex.quote(body)}")
     lines.append(" \\\n  ".join(run))
     return "\n".join(lines) + "\n"
 
@@ -108,7 +141,11 @@ def render_container_script(
 def render_script(
     *, environment: Mapping[str, str], commands: Sequence[str], python: str, pip_cache_dir: str | None = None,
     wheelhouse: str | None = None, venv_seeds: str | None = None, shell: str | None = None,
+    working_dir: str | None = None, entrypoint: str | None = None,
 ) -> str:
+    """The commands on the node itself, in the run's virtualenv, from the working directory."""
+    workdir = resolve_working_dir(environment["DSTACK_WORKING_DIR"], working_dir)
+    environment = {**environment, "DSTACK_WORKING_DIR": workdir}
     lines = ["#!/usr/bin/env bash", "# Written by dstack-iac: the task's commands on this node.", "set -e"]
     lines += [f"export {key}={shlex.quote(value)}" for key, value in environment.items()]
     if pip_cache_dir:
@@ -130,9 +167,34 @@ def render_script(
             'export PATH="$shims:$PATH"',
         ]
     lines.append('cd "$DSTACK_WORKING_DIR"')
+    if entrypoint:
+        lines.append("exec " + " ".join(shlex.quote(word) for word in [*shlex.split(entrypoint), *commands]))
+        return "\n".join(lines) + "\n"
     body = "\n".join(commands)
-    if shell and shell not in ("bash", "/bin/bash", "/usr/bin/bash"):
-        lines.append(f"exec {shlex.quote(shell)} -e -c {shlex.quote(body)}")
-    else:
+    program = _shell_path(shell)
+    if program in ("bash", "/bin/bash", "/usr/bin/bash"):
         lines.append(body)
+    else:
+        lines.append(f"exec {shlex.quote(program)} -e -c {shlex.quote(body)}")
     return "\n".join(lines) + "\n"
+
+
+def node_script(plan: RunPlan, endpoint: NodeEndpoint, runtime: NodeRuntime, nodes_ips: Sequence[str],
+                gpus_per_node: int) -> str:
+    """The script node `endpoint.rank` of `plan` runs: in the task's image when it has one."""
+    configuration = plan.configuration
+    environment = node_environment(
+        run_name=plan.run_name, rank=endpoint.rank, nodes_ips=nodes_ips, gpus_per_node=gpus_per_node,
+        working_dir=endpoint.working_dir, venv_dir=f"{endpoint.node_dir}/venv", user_env=configuration.env,
+    )
+    commands = (configuration.build if plan.build else []) + configuration.commands
+    if configuration.image:
+        return render_container_script(
+            environment=environment, commands=commands, image=configuration.image, gpus=gpus_per_node > 0,
+            volume_paths=[m.path for m in plan.mounts_of(endpoint.rank)], shell=configuration.shell,
+            working_dir=configuration.working_dir, entrypoint=configuration.entrypoint,
+            shm_gb=configuration.resources.shm_size)
+    return render_script(environment=environment, commands=commands, python=plan.python,
+                         pip_cache_dir=runtime.pip_cache_dir, wheelhouse=runtime.wheelhouse,
+                         venv_seeds=runtime.venv_seeds, shell=configuration.shell,
+                         working_dir=configuration.working_dir, entrypoint=configuration.entrypoint)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dstack_iac.config.grammar import format_memory, parse_memory
+from dstack_iac.errors import BadInput
 
 UPLOAD_LIMIT_ENV = "DSTACK_IAC_UPLOAD_LIMIT"
 DEFAULT_UPLOAD_LIMIT = "100MB"
@@ -18,8 +19,8 @@ IGNORE_FILES = (".gitignore", ".dstackignore")
 ALWAYS_IGNORED = (".git/", ".dstack-iac/", "__pycache__/", ".venv/")
 
 
-class UploadTooLarge(Exception):
-    exit_code = 2
+class UploadTooLarge(BadInput):
+    pass
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""From a task's requirements to offers sorted by price (pure, over the bundled catalog).
+"""From a task's requirements to offers sorted by price (pure, over catalog rows).
 
 `find_offers` applies one constraint at a time so that, when nothing is left, the error says which
 constraint excluded what (and what would have matched without it).
@@ -6,16 +6,14 @@ constraint excluded what (and what would have matched without it).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 
 from pydantic import BaseModel, ConfigDict
 
 from dstack_iac.config.grammar import format_memory
 from dstack_iac.config.models import ResourcesSpec, SpotPolicy, TaskConfiguration
-from dstack_iac.offers.catalog import CatalogRow, catalog_rows
-from dstack_iac.offers.models import GpuInfo, NoOfferError, Offer
-
-CLOUD_BACKENDS = ("aws", "gcp")
+from dstack_iac.errors import NoOffer
+from dstack_iac.model.offers import CatalogRow, GpuInfo, Offer
 
 
 class OfferQuery(BaseModel):
@@ -24,7 +22,7 @@ class OfferQuery(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     resources: ResourcesSpec = ResourcesSpec()
-    backends: tuple[str, ...] = CLOUD_BACKENDS
+    backends: tuple[str, ...]
     regions: tuple[str, ...] | None = None
     availability_zones: tuple[str, ...] | None = None
     instance_types: tuple[str, ...] | None = None
@@ -33,17 +31,16 @@ class OfferQuery(BaseModel):
     nodes: int = 1
 
     @classmethod
-    def from_configuration(cls, configuration: TaskConfiguration) -> "OfferQuery":
+    def from_configuration(cls, configuration: TaskConfiguration, backends: Iterable[str], **update) -> "OfferQuery":
         def optional(values):
             return tuple(values) if values else None
 
-        backends = [b for b in (configuration.backends or CLOUD_BACKENDS) if b in CLOUD_BACKENDS]
         return cls(
             resources=configuration.resources, backends=tuple(backends), regions=optional(configuration.regions),
             availability_zones=optional(configuration.availability_zones),
             instance_types=optional(configuration.instance_types),
             spot_policy=configuration.spot_policy or SpotPolicy.ON_DEMAND, max_price=configuration.max_price,
-            nodes=configuration.nodes,
+            nodes=configuration.nodes, **update,
         )
 
 
@@ -123,13 +120,14 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(".") if part.isdigit())
 
 
-def _candidates(backends: Sequence[str]) -> list[_Candidate]:
+def _candidates(rows: Iterable[CatalogRow], backends: tuple[str, ...]) -> list[_Candidate]:
     found = []
-    for backend in backends:
-        for row in catalog_rows(backend):
-            found.append(_Candidate((row, False)))
-            if row.spot_price is not None:
-                found.append(_Candidate((row, True)))
+    for row in rows:
+        if row.backend not in backends:
+            continue
+        found.append(_Candidate((row, False)))
+        if row.spot_price is not None:
+            found.append(_Candidate((row, True)))
     return found
 
 
@@ -145,17 +143,15 @@ def _offer(candidate: _Candidate, disk_gb: float) -> Offer:
                  price=round(candidate.price, 5))
 
 
-def find_offers(query: OfferQuery, limit: int | None = None) -> list[Offer]:
-    """Offers matching `query`, cheapest first, one per backend/region/instance type/spot (its
-    cheapest zone). Raises NoOfferError naming the constraint that excluded the rest."""
-    if not query.backends:
-        raise NoOfferError("no cloud backend to search: `backends` lists none of aws, gcp")
-    remaining = _candidates(query.backends)
+def find_offers(query: OfferQuery, rows: Iterable[CatalogRow], limit: int | None = None) -> list[Offer]:
+    """Offers among `rows` matching `query`, cheapest first, one per backend/region/instance
+    type/spot (its cheapest zone). Raises NoOffer naming the constraint that excluded the rest."""
+    remaining = _candidates(rows, query.backends)
     steps: list[tuple[str, int]] = [(f"backends {list(query.backends)}", len(remaining))]
     for label, keep in _constraints(query):
         kept = [c for c in remaining if keep(c)]
         if not kept:
-            raise NoOfferError(_explain(steps, label, remaining))
+            raise NoOffer(_explain(steps, label, remaining))
         steps.append((label, len(kept)))
         remaining = kept
     cheapest: dict[tuple, _Candidate] = {}

@@ -1,10 +1,9 @@
-"""Refreshing the catalog from the source of the bundled snapshot, for users with internet.
+"""Refreshing the catalogs from the source of the bundled snapshot, for users with internet.
 
-`dstack-iac offers --refresh` downloads the current AWS and GCP tables of the SkyPilot catalog
-(the same files the bundled snapshot was read from, see data/SOURCE.md), keeps the same instance
-families, and writes them to `~/.cache/dstack-iac/catalog/refreshed/`, which then takes
-precedence over the bundled files. Delete that directory to go back to the snapshot. Isolated
-here: the network is touched only by `fetch`.
+`dstack-iac offers --refresh` downloads each catalog's current table (the same files the bundled
+snapshot was read from, see data/SOURCE.md), keeps the rows its backend keeps, and writes them to
+`~/.cache/dstack-iac/catalog/refreshed/`, which then takes precedence over the bundled files.
+Delete that directory to go back to the snapshot. The network is touched only by `fetch`.
 """
 
 from __future__ import annotations
@@ -13,46 +12,26 @@ import csv
 import io
 import time
 import urllib.request
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Sequence
 
-from dstack_iac.paths import cache_dir
-
-SOURCE_URLS = {
-    "aws": "https://raw.githubusercontent.com/skypilot-org/skypilot-catalog/master/catalogs/v7/aws/vms.csv",
-    "gcp": "https://raw.githubusercontent.com/skypilot-org/skypilot-catalog/master/catalogs/v7/gcp/vms.csv",
-}
-AWS_FAMILIES = ("g4dn.", "g5.", "g6.", "g6e.", "p3.", "p4d.", "p4de.", "p5.", "t3.", "m5.")
-GCP_FAMILIES = ("a2-", "a3-", "g2-", "e2-standard-", "n1-standard-", "n2-standard-")
+from dstack_iac.model.offers import Catalog
+from dstack_iac.offers.catalog import clear_cache, refreshed_dir
+from dstack_iac.paths import write_private
 
 
-def refreshed_dir() -> Path:
-    return cache_dir() / "catalog" / "refreshed"
-
-
-def _keep(backend: str, row: dict) -> bool:
-    instance = row.get("InstanceType") or ""
-    if backend == "aws":
-        return instance.startswith(AWS_FAMILIES)
-    if instance:
-        return instance.startswith(GCP_FAMILIES)
-    name = row.get("AcceleratorName") or ""
-    return bool(name) and not name.lower().startswith("tpu")  # GPU price rows, not TPUs
-
-
-def select_rows(backend: str, text: str) -> str:
-    """The source table restricted to the families the bundled catalog covers (same columns)."""
+def select_rows(catalog: Catalog, text: str) -> str:
+    """The source table restricted to the rows the catalog keeps (same columns)."""
     reader = csv.DictReader(io.StringIO(text))
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=reader.fieldnames, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=reader.fieldnames or [], lineterminator="\n")
     writer.writeheader()
     kept = 0
     for row in reader:
-        if _keep(backend, row):
+        if catalog.keep(row):
             writer.writerow(row)
             kept += 1
     if kept == 0:
-        raise ValueError(f"the downloaded {backend} table has none of the expected instance families")
+        raise ValueError(f"the downloaded {catalog.name} table has none of the expected instance families")
     return out.getvalue()
 
 
@@ -61,19 +40,17 @@ def _download(url: str) -> str:
         return response.read().decode()
 
 
-def refresh_catalog(fetch: Callable[[str], str] = _download) -> dict[str, int]:
-    """Download, filter and install both tables; returns the rows kept per backend."""
+def refresh_catalogs(catalogs: Sequence[Catalog], fetch: Callable[[str], str] = _download) -> dict[str, int]:
+    """Download, filter and install every table; returns the rows kept per catalog."""
     target = refreshed_dir()
-    target.mkdir(parents=True, exist_ok=True)
     counts = {}
-    for backend, url in SOURCE_URLS.items():
-        table = select_rows(backend, fetch(url))
-        partial = target / f"{backend}.csv.tmp"
-        partial.write_text(table)
-        partial.replace(target / f"{backend}.csv")
-        counts[backend] = table.count("\n") - 1
-    (target / "SOURCE.md").write_text(
-        f"Refreshed {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from:\n"
-        + "".join(f"- {url}\n" for url in SOURCE_URLS.values())
-        + "SkyPilot catalog, Apache-2.0 (github.com/skypilot-org/skypilot-catalog).\n")
+    for catalog in catalogs:
+        table = select_rows(catalog, fetch(catalog.source_url))
+        write_private(target / f"{catalog.name}.csv", table, mode=0o644)
+        counts[catalog.name] = table.count("\n") - 1
+    write_private(target / "SOURCE.md",
+                  f"Refreshed {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from:\n"
+                  + "".join(f"- {catalog.source_url}\n" for catalog in catalogs)
+                  + "SkyPilot catalog, Apache-2.0 (github.com/skypilot-org/skypilot-catalog).\n", mode=0o644)
+    clear_cache()
     return counts

@@ -1,24 +1,70 @@
-"""Cleaning up a run whose CLI is gone (killed, or its teardown interrupted)."""
+"""Stopping a run from another terminal, or cleaning up one whose owner is gone.
+
+An attached run is asked to stop the way Ctrl+C would (SIGTERM to its owner) and given time to
+tear down. Then, whatever happened before, the run's stack is destroyed if it still exists and
+the backend sweeps what the stack never knew (a node whose creation was cut short): `stop` leaves
+nothing, and running it twice, or next to `gc`, is safe.
+"""
 
 from __future__ import annotations
 
-from typing import Callable
+import os
+import signal
+import time
+from collections.abc import Callable
 
-from dstack_iac.infra.stack import RunStack, stack_exists
-from dstack_iac.runs import registry
-from dstack_iac.runs.registry import RunStatus
+from dstack_iac.backends.registry import get_backend
+from dstack_iac.errors import BadInput
+from dstack_iac.infra.stack import ManagedStack, stack_exists
+from dstack_iac.paths import run_dir
+from dstack_iac.state import runs
+from dstack_iac.state.processes import alive
+from dstack_iac.state.runs import RunStatus
+
+Say = Callable[[str], None]
 
 
-def clean_up_run(run_name: str, say: Callable[[str], None] = print) -> None:
-    """Destroy the run's stack (its providers stop every process they started) and record it."""
-    if stack_exists(run_name):
-        stack = RunStack(run_name)
-        for pid in stack.release_abandoned_locks():
-            say(f"Released the lock left on {run_name}'s stack by an interrupted Pulumi process (pid {pid}).")
-        say(f"Destroying the stack of {run_name}...")
-        stack.destroy_and_remove()
-    else:
-        say(f"{run_name} has no stack left.")
-    record = registry.load(run_name)
-    if record is not None and record.effective_status.active:
-        registry.finish(record, RunStatus.STOPPED, record.exit_code, "stopped by `dstack-iac stop`")
+class UnknownRun(BadInput):
+    pass
+
+
+def stop_run(name: str, say: Say, timeout: float = 300.0) -> None:
+    record = runs.load(name)
+    if record is None:
+        raise UnknownRun(f"no run named {name!r} (see `dstack-iac ps --all`)")
+    holder = runs.lock_holder(name)
+    if holder is not None and holder == record.owner_pid and record.status.active:
+        # The owner holds the stack: ask it to tear down, as Ctrl+C would, and wait.
+        os.kill(holder, signal.SIGTERM)
+        say(f"Asked the owner of {name} (pid {holder}) to stop; waiting for its teardown...")
+        deadline = time.monotonic() + timeout
+        while runs.owner_alive(name) and alive(holder) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    clean_up_run(name, say)
+
+
+def clean_up_run(name: str, say: Say) -> list[str]:
+    """Destroy the run's stack if it still exists, sweep the run's leftovers, record it stopped.
+    Returns what was removed besides the stack."""
+    claim = runs.take_over(name)
+    try:
+        record = runs.load(name)
+        if stack_exists(name):
+            stack = ManagedStack(name)
+            for pid in stack.release_abandoned_locks():
+                say(f"Released the lock left on {name}'s stack by an interrupted Pulumi process"
+                    + (f" (pid {pid})." if pid else "."))
+            say(f"Destroying the stack of {name}...")
+            stack.destroy(remove=True)
+        swept = []
+        if record is not None:
+            swept = get_backend(record.backend).sweep(name, run_dir(name))
+            for item in swept:
+                say(f"Removed {item}.")
+            for leftover in ("id_ed25519", "id_ed25519.pub", "known_hosts"):
+                (run_dir(name) / leftover).unlink(missing_ok=True)
+            if record.status.active:
+                runs.finish(record, RunStatus.STOPPED, record.exit_code, "stopped by `dstack-iac stop`")
+        return swept
+    finally:
+        claim.release()

@@ -77,7 +77,7 @@ def test_run_args_are_shell_quoted():
 
 @pytest.mark.parametrize("name", sorted(p.name for p in SEEDS.glob("*.dstack.yml")))
 def test_cli_validates_each_seed(name):
-    from tests.conftest import run_cli
+    from tests.helpers import run_cli
 
     result = run_cli("validate", "-f", str(SEEDS / name), "--json")
     assert result.returncode == 0, result.stderr

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from dstack_iac.execution.interpreters import base_interpreter
+from dstack_iac.backends.local.interpreters import base_interpreter
 from dstack_iac.execution.script import PIP_SHIM, node_environment, render_script
-from tests.conftest import assert_valid_bash
+from tests.helpers import assert_valid_bash
 
 
 def script_for(tmp_path: Path, commands: list[str], **options) -> str:

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from dstack_iac.config.models import ResourcesSpec, SpotPolicy
-from dstack_iac.offers.models import NoOfferError
-from dstack_iac.offers.query import OfferQuery, find_offers
-from tests.conftest import run_cli
+from dstack_iac.errors import NoOffer as NoOfferError
+from dstack_iac.offers.query import OfferQuery
+from tests.offers.catalogs import find_offers
+from tests.helpers import run_cli
 
 DATA = Path(__file__).resolve().parents[2] / "dstack_iac" / "offers" / "data"
 
@@ -24,7 +25,7 @@ def csv_rows(backend: str) -> list[dict]:
 
 def query(gpu=None, **fields) -> OfferQuery:
     resources = ResourcesSpec.model_validate({"gpu": gpu} if gpu else {})
-    return OfferQuery(resources=resources, **fields)
+    return OfferQuery(resources=resources, **{"backends": ("aws", "gcp"), **fields})
 
 
 def test_cheapest_a100x8_in_a_region_is_the_lowest_matching_csv_row():
@@ -120,11 +121,15 @@ def test_gpu_memory_is_the_nominal_size_users_write():
 
 
 def test_refresh_keeps_the_bundled_families_and_takes_precedence(tmp_path, monkeypatch):
+    from dstack_iac.backends.aws.catalog import CATALOG as AWS
+    from dstack_iac.backends.gcp.catalog import CATALOG as GCP
     from dstack_iac.offers import catalog
-    from dstack_iac.offers.refresh import SOURCE_URLS, refresh_catalog, refreshed_dir
+    from dstack_iac.offers.catalog import refreshed_dir
+    from dstack_iac.offers.refresh import refresh_catalogs
 
+    SOURCE_URLS = {"aws": AWS.source_url, "gcp": GCP.source_url}
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    catalog.catalog_rows.cache_clear()
+    catalog.clear_cache()
     # The "download": the bundled tables plus rows of families the catalog leaves out, and
     # p4d.24xlarge in us-east-1 at a new price.
     def fetch(url: str) -> str:
@@ -137,11 +142,11 @@ def test_refresh_keeps_the_bundled_families_and_takes_precedence(tmp_path, monke
             return "\n".join(changed + ["x1e.xlarge,,,4.0,122.0,,0.834,0.2,us-east-1,use1-az1"]) + "\n"
         return text + ",,,tpu-v4,1,,us-central2,us-central2-b,1.0,0.5\n"
     try:
-        counts = refresh_catalog(fetch=fetch)
+        counts = refresh_catalogs([AWS, GCP], fetch=fetch)
         assert counts == {"aws": len(csv_rows("aws")), "gcp": len(csv_rows("gcp"))}
         assert "x1e.xlarge" not in (refreshed_dir() / "aws.csv").read_text()
-        catalog.catalog_rows.cache_clear()
+        catalog.clear_cache()
         cheapest = find_offers(query("A100:8", backends=("aws",), regions=("us-east-1",)))[0]
         assert cheapest.price == pytest.approx(1.2345)
     finally:
-        catalog.catalog_rows.cache_clear()
+        catalog.clear_cache()

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, dstack, spawn, stack_files
-from tests.runs.test_local_e2e import assert_nothing_left, read_until, write_task
+from tests.helpers import REPO, assert_nothing_left, dstack, read_until, spawn, stack_files, write_task
 
 pytestmark = pytest.mark.e2e
 EXAMPLE = REPO / "examples" / "volumes"
@@ -60,7 +59,7 @@ def test_deleting_a_volume_in_use_is_refused(e2e_home, tmp_path):
     try:
         read_until(process, "started")
         refused = dstack(e2e_home, "volume", "delete", "busy-vol", "-y")
-        assert refused.returncode == 1 and "in use by user" in refused.stderr
+        assert refused.returncode == 6 and "in use by user" in refused.stderr
         assert json.loads(dstack(e2e_home, "volume", "list", "--json").stdout)[0]["used_by"] == ["user"]
     finally:
         process.send_signal(signal.SIGINT)

@@ -1,0 +1,105 @@
+"""What most backends do the same way, so that a backend only writes what is its own."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, ClassVar
+
+from dstack_iac.config.models import PortMapping, RetryEvent, TaskConfiguration, VolumeConfiguration
+from dstack_iac.errors import EnvironmentProblem, NodeLost, ProvisioningFailed
+from dstack_iac.execution.ports import forward_ports
+from dstack_iac.execution.session import SESSION_ERRORS, NodeSession
+from dstack_iac.model.backend import Check
+from dstack_iac.model.nodes import NodeEndpoint
+from dstack_iac.model.offers import Catalog
+from dstack_iac.model.plan import NodeRuntime, RunInputs, RunPlan
+
+PLACEHOLDER_KEY = "ssh-ed25519 (generated at launch)"
+
+
+def generate_key_pair(path: Path, comment: str) -> str:
+    """An ed25519 key pair at `path` (private, 0600) and `path.pub`; returns the public key."""
+    path.unlink(missing_ok=True)
+    try:
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+                       check=True, capture_output=True)
+    except FileNotFoundError:
+        raise EnvironmentProblem("ssh-keygen is not installed", hint="install OpenSSH's client") from None
+    path.chmod(0o600)
+    return path.with_suffix(".pub").read_text().strip()
+
+
+class BaseBackend:
+    """Defaults of the Backend protocol (model/backend.py); subclasses override what differs."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str] = ""
+    hidden_inputs: ClassVar[frozenset[str]] = frozenset({"authorized_key"})
+    catalog: ClassVar[Catalog | None] = None
+    # Fragments of the cloud's error text that mean "no capacity" (retry: no-capacity).
+    capacity_markers: ClassVar[tuple[str, ...]] = ()
+
+    def considered_by_default(self) -> bool:
+        return False
+
+    def check_task(self, configuration: TaskConfiguration) -> None:
+        return None
+
+    def instance_path_exists(self, path: str) -> bool | None:
+        return None
+
+    def check_volume(self, volume: VolumeConfiguration) -> list[tuple[str, str]]:
+        return []
+
+    def volume_zone(self, volume: VolumeConfiguration) -> str | None:
+        return volume.availability_zone
+
+    def check_access(self) -> str:
+        return ""
+
+    def run_key(self, run_name: str, run_dir: Path, *, preview: bool) -> tuple[str, str]:
+        """The run's own key pair: (public key, private key path)."""
+        key_path = run_dir / "id_ed25519"
+        if preview:
+            return PLACEHOLDER_KEY, str(key_path)
+        return generate_key_pair(key_path, f"dstack-iac-{run_name}"), str(key_path)
+
+    def prepare(self, plan: RunPlan, run_dir: Path, *, preview: bool = False) -> RunInputs:
+        public_key, key_path = self.run_key(plan.run_name, run_dir, preview=preview)
+        return RunInputs(run_name=plan.run_name, run_dir=str(run_dir), public_key=public_key, key_path=key_path,
+                         user=self.node_user())
+
+    def node_user(self) -> str:
+        raise NotImplementedError
+
+    def connect(self, endpoint: NodeEndpoint, inputs: RunInputs) -> NodeSession:
+        return NodeSession(endpoint, Path(inputs.key_path), inputs.known_hosts)
+
+    def node_runtime(self, plan: RunPlan, endpoint: NodeEndpoint) -> NodeRuntime:
+        return NodeRuntime()
+
+    def forward_ports(self, session: NodeSession, ports: Sequence[PortMapping]) -> AbstractContextManager[list]:
+        return forward_ports(session, ports)
+
+    def is_capacity_error(self, text: str) -> bool:
+        lowered = text.lower()
+        return any(marker.lower() in lowered for marker in self.capacity_markers)
+
+    def classify(self, error: BaseException) -> RetryEvent | None:
+        if isinstance(error, ProvisioningFailed):
+            return RetryEvent.NO_CAPACITY if error.capacity else None
+        if isinstance(error, (NodeLost, TimeoutError, *SESSION_ERRORS)):
+            return RetryEvent.INTERRUPTION
+        return None
+
+    def sweep(self, run_name: str, run_dir: Path) -> list[str]:
+        return []
+
+    def doctor_checks(self) -> list[Check]:
+        return []
+
+    def declare_volume(self, name: str, volume: VolumeConfiguration) -> dict[str, Any]:
+        raise NotImplementedError(f"the {self.name} backend has no volumes")

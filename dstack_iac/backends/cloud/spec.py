@@ -1,0 +1,66 @@
+"""The contract between planning and the cloud components: one typed object per cluster."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+__all__ = ["NODE_ROOT", "NODE_USER", "ClusterSpec", "MountedVolume", "NodeHostKey", "RegistryLogin"]
+
+from dstack_iac.model.offers import Offer
+from dstack_iac.model.plan import NodeHostKey
+
+NODE_USER = "ubuntu"
+NODE_ROOT = "/opt/dstack-iac"  # runs live in <root>/run, the shared wheelhouse in <root>/wheels
+
+
+class MountedVolume(BaseModel):
+    """A network volume (looked up by name, or registered by id) and where the task sees it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    path: str
+    volume_id: str | None = None
+    rank: int = 0  # the node it attaches to: a network disk attaches to one instance
+
+
+class RegistryLogin(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    server: str
+    username: str
+    password: SecretStr
+
+
+class ClusterSpec(BaseModel):
+    """Everything a cloud component needs to declare a run's nodes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_name: str = Field(pattern=r"^[a-z][a-z0-9-]{1,40}$")
+    offer: Offer
+    nodes: int = Field(default=1, ge=1)
+    authorized_key: str
+    host_keys: list[NodeHostKey] = Field(
+        default_factory=list, description="Per rank; without one a node keeps the host key its image makes.")
+    ssh_cidr: str = Field(description="Who may reach the nodes' SSH port, e.g. 203.0.113.7/32.")
+    disk_gb: float = 100
+    image: str | None = None
+    registry: RegistryLogin | None = None
+    volumes: list[MountedVolume] = []
+    availability_zone_name: str | None = Field(
+        default=None, description="Place the nodes in this zone (by name), e.g. where the volumes are.")
+    shm_gb: float | None = Field(default=None, description="Size of /dev/shm (the container's, or the node's "
+                                                           "without an image).")
+    owner: str = Field(default="", description="Who started the run (tagged on every resource).")
+
+    @property
+    def working_dir(self) -> str:
+        return f"{NODE_ROOT}/run/workdir"
+
+    def host_key(self, rank: int) -> NodeHostKey | None:
+        return self.host_keys[rank] if rank < len(self.host_keys) else None
+
+    @property
+    def gpu(self) -> bool:
+        return self.offer.gpu is not None and self.offer.gpu.count > 0

@@ -1,0 +1,1 @@
+"""The `gcp` backend: Compute Engine instances from the bundled catalog, declared with pulumi-gcp."""

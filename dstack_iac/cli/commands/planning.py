@@ -1,0 +1,44 @@
+"""What `run` and `preview` share before anything is created: the task, its plan, the backend's
+access check. Every error here means nothing was provisioned, and says so."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from dstack_iac.cli.output import console, note
+from dstack_iac.cli.tables import plan_table
+from dstack_iac.config.loader import Overrides, Task, load_task
+from dstack_iac.errors import DstackIacError
+
+NOTHING_PROVISIONED = "(nothing was provisioned)"
+
+
+@contextlib.contextmanager
+def nothing_provisioned() -> Iterator[None]:
+    try:
+        yield
+    except DstackIacError as exc:
+        if NOTHING_PROVISIONED not in exc.render() and "nothing was provisioned" not in exc.render():
+            exc.hint = f"{exc.hint}\n{NOTHING_PROVISIONED}".strip()
+        raise
+
+
+def load_and_plan(repo_dir: Path, file: Path | None, overrides: Overrides, run_args: list[str],
+                  default_name: str | None = None):
+    """(task, plan, backend), with the plan table shown and the backend's access checked.
+    Without `default_name`, an unnamed task gets a fresh run name."""
+    from dstack_iac.backends.registry import get_backend
+    from dstack_iac.runs.planning import plan_task
+
+    with nothing_provisioned():
+        task: Task = load_task(repo_dir, file, overrides, run_args)
+        plan = plan_task(task, task.configuration.name or default_name, note=note)
+        console.print(plan_table(plan), crop=False)
+        console.print()
+        backend = get_backend(plan.backend)
+        source = backend.check_access()
+        if source:
+            note(f"{backend.name.upper()} credentials: {source}")
+    return task, plan, backend

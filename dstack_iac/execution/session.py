@@ -1,0 +1,166 @@
+"""An SSH session to one node of a run (Fabric), with its host key pinned from the stack's
+outputs: upload the working directory, run the node script, stop it, renew the run's lease."""
+
+from __future__ import annotations
+
+import shlex
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import fabric
+import paramiko
+
+from dstack_iac.errors import NodeLost
+from dstack_iac.execution.mounts import namespaced_command
+from dstack_iac.model.nodes import NodeEndpoint
+
+CONNECT_TIMEOUT = 20
+SESSION_ERRORS = (paramiko.SSHException, OSError, EOFError)
+
+
+def write_known_hosts(path: Path, nodes: Sequence[NodeEndpoint]) -> None:
+    from dstack_iac.paths import write_private
+
+    write_private(path, "".join(f"[{node.address}]:{node.port} {node.host_key}\n" for node in nodes))
+
+
+class LineWriter:
+    """A file-like sink for Invoke's streams: whole lines, prefixed, to `emit` as they arrive."""
+
+    def __init__(self, prefix: str, emit: Callable[[str], None]):
+        self.prefix = prefix
+        self.emit = emit
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        self._partial += text
+        *lines, self._partial = self._partial.split("\n")
+        for line in lines:
+            self.emit(self.prefix + line.rstrip("\r"))
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        if self._partial:
+            self.emit(self.prefix + self._partial)
+            self._partial = ""
+
+
+class NodeSession:
+    """One node. `node_dir` holds what the run keeps there (pid file, script, lease)."""
+
+    def __init__(self, endpoint: NodeEndpoint, key_path: Path, known_hosts: Path):
+        self.endpoint = endpoint
+        self.key_path = key_path
+        self.known_hosts = known_hosts
+        self.node_dir = endpoint.node_dir
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()  # one command at a time on the shared connection's extras
+        self.connection = self._connect()
+
+    @classmethod
+    def when_ready(cls, endpoint: NodeEndpoint, key_path: Path, known_hosts: Path, marker: str,
+                   timeout: float, poll: float = 5.0) -> NodeSession:
+        """Connect once the node answers SSH and `marker` exists (its first-boot script finished)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                session = cls(endpoint, key_path, known_hosts)
+                ready = session.connection.run(f"test -f {shlex.quote(marker)}", hide=True, warn=True).ok
+                session.close()
+                if ready:
+                    # A fresh login: group changes made at boot (docker) apply to it.
+                    return cls(endpoint, key_path, known_hosts)
+            except SESSION_ERRORS:
+                if time.monotonic() > deadline:
+                    raise
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"node {endpoint.rank} ({endpoint.address}) was not ready after {timeout:.0f}s")
+            time.sleep(poll)
+
+    def _connect(self) -> fabric.Connection:
+        connection = fabric.Connection(
+            host=self.endpoint.address, user=self.endpoint.user, port=self.endpoint.port,
+            connect_timeout=CONNECT_TIMEOUT,
+            config=fabric.Config(overrides={"load_ssh_configs": False, "run": {"in_stream": False}}),
+            connect_kwargs={"key_filename": [str(self.key_path)], "allow_agent": False, "look_for_keys": False},
+        )
+        # Fabric trusts unknown hosts by default; a run knows its nodes' host keys, so reject others.
+        connection.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        connection.client.load_host_keys(str(self.known_hosts))
+        connection.open()
+        return connection
+
+    def put_private(self, data: bytes, remote: str, mode: int = 0o600) -> None:
+        """Write a file on the node readable by the run's user only (it may hold secrets)."""
+        sftp = self.connection.sftp()
+        with sftp.open(remote, "wb") as handle:
+            handle.chmod(mode)
+            handle.write(data)
+
+    def upload(self, archive: bytes) -> None:
+        remote = f"{self.node_dir}/workdir.tar.gz"
+        self.put_private(archive, remote)
+        working_dir = shlex.quote(self.endpoint.working_dir)
+        self.connection.run(
+            f"mkdir -p {working_dir} && tar -xzf {shlex.quote(remote)} -C {working_dir} && rm -f {shlex.quote(remote)}",
+            hide=True,
+        )
+
+    def run_script(self, script: str, emit: Callable[[str], None], prefix: str,
+                   mounts: Sequence[tuple[str, str]] = ()) -> int:
+        script_path = f"{self.node_dir}/task.sh"
+        self.put_private(script.encode(), script_path, 0o700)
+        pid_file = shlex.quote(f"{self.node_dir}/task.pid")
+        # The login shell is a session leader: its pid is the process group that `stop` kills.
+        command = f"echo $$ > {pid_file}; {namespaced_command(script_path, mounts)}"
+        out, err = LineWriter(prefix, emit), LineWriter(prefix, emit)
+        try:
+            result = self.connection.run(command, warn=True, hide=False, out_stream=out, err_stream=err, pty=False)
+        finally:
+            out.close()
+            err.close()
+        # No exit status: killed by a signal (the connection is fine), or the node went away.
+        if (result.exited is None or result.exited < 0) and not self.connection.is_connected:
+            raise NodeLost(f"node {self.endpoint.rank} ({self.endpoint.address}) stopped answering: its SSH session "
+                           "ended without an exit status")
+        return result.exited if result.exited is not None else -1
+
+    def run(self, command: str, timeout: float | None = None) -> bool:
+        """A short command on its own channel of the run's connection (no new port, no new login)."""
+        with self._lock:
+            return self.connection.run(command, hide=True, warn=True, timeout=timeout).ok
+
+    @property
+    def stopped(self) -> bool:
+        """Whether `stop` was called: the task ending then is our doing, not a failure of its own."""
+        return self._stopped.is_set()
+
+    def stop(self, grace: float = 3.0) -> None:
+        """Stop the task's whole process group: SIGTERM, then SIGKILL after `grace` seconds, through
+        a connection of its own (the main one is busy streaming the task's output)."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        pid_file = shlex.quote(f"{self.node_dir}/task.pid")
+        steps = max(1, int(grace * 10))
+        command = (
+            f"if [ -f {pid_file} ]; then pg=$(cat {pid_file}); kill -TERM -- -$pg 2>/dev/null; "
+            f"for i in $(seq {steps}); do kill -0 -- -$pg 2>/dev/null || exit 0; sleep 0.1; done; "
+            f"kill -KILL -- -$pg 2>/dev/null; fi; true"
+        )
+        try:
+            other = self._connect()
+            try:
+                other.run(command, hide=True, warn=True, timeout=grace + 30)
+            finally:
+                other.close()
+        except Exception:  # noqa: BLE001 - the node may already be gone; teardown follows anyway
+            pass
+
+    def close(self) -> None:
+        self.connection.close()

@@ -1,0 +1,2 @@
+"""Planning: from a validated task and the backends' offers to a `RunPlan`. Pure: backends and
+volume records are handed in."""

@@ -1,0 +1,41 @@
+"""What `offers` lists: every candidate backend's offers for a task, cheapest first."""
+
+from __future__ import annotations
+
+from dstack_iac.backends.registry import all_backends, get_backend
+from dstack_iac.config.loader import Task
+from dstack_iac.errors import DstackIacError, NoOffer
+from dstack_iac.model.backend import OfferRequest
+from dstack_iac.model.offers import Offer
+
+
+def list_offers(task: Task) -> list[Offer]:
+    """The task's backends' offers (all backends with a catalog when it names none), cheapest
+    first; NoOffer with every backend's reason when none has one."""
+    names = task.configuration.backends
+    backends = [get_backend(name) for name in names] if names else \
+        [backend for backend in all_backends() if backend.catalog is not None]
+    found: list[Offer] = []
+    reasons: list[tuple[str, DstackIacError]] = []
+    request = OfferRequest(configuration=task.configuration)
+    for backend in backends:
+        try:
+            found += backend.offers(request)
+        except NoOffer as exc:
+            reasons.append((backend.name, exc))
+    if not found:
+        if len(reasons) == 1:
+            raise reasons[0][1]
+        raise NoOffer("no offer matches:\n" + "\n".join(f"- {name}: {exc.render()}" for name, exc in reasons))
+    return sorted(found, key=lambda o: (o.price, o.backend, o.region, o.instance_type))
+
+
+def refresh_catalogs() -> dict[str, int]:
+    """Download every backend's current catalog (needs internet)."""
+    from dstack_iac.offers.refresh import refresh_catalogs as refresh
+
+    catalogs = [backend.catalog for backend in all_backends() if backend.catalog is not None]
+    try:
+        return refresh(catalogs)
+    except (OSError, ValueError) as exc:
+        raise DstackIacError(f"could not refresh the catalog: {exc}") from None

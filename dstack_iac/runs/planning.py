@@ -1,0 +1,39 @@
+"""Which backends a task may run on, and its plan on the cheapest of them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from dstack_iac.backends.registry import NotImplementedBackend, all_backends, get_backend
+from dstack_iac.config.loader import Task
+from dstack_iac.model.backend import Backend
+from dstack_iac.model.plan import RunPlan
+from dstack_iac.plan.names import generate_run_name
+from dstack_iac.plan.planner import DEFAULT_LEASE_SECONDS, plan_run
+from dstack_iac.state import runs, volumes
+
+
+def candidate_backends(task: Task, note: Callable[[str], None] = lambda _: None) -> list[Backend]:
+    """The backends the task names (those dstack-iac does not implement are skipped, with a
+    note, while one that it does remains), else those that need nothing set up (`local`)."""
+    names = task.configuration.backends
+    if not names:
+        return [backend for backend in all_backends() if backend.considered_by_default()]
+    found, missing = [], []
+    for name in dict.fromkeys(names):
+        try:
+            found.append(get_backend(name))
+        except NotImplementedBackend as exc:
+            missing.append(exc)
+    if not found:
+        raise missing[0]
+    for exc in missing:
+        note(f"Skipping backends: {exc.message}")
+    return found
+
+
+def plan_task(task: Task, run_name: str | None = None, lease_seconds: int = DEFAULT_LEASE_SECONDS,
+              note: Callable[[str], None] = lambda _: None) -> RunPlan:
+    name = run_name or task.configuration.name or generate_run_name(runs.active_names())
+    records = {record.name: record for record in volumes.all_volumes()}
+    return plan_run(task, name, candidate_backends(task, note), records, lease_seconds=lease_seconds)

@@ -1,0 +1,1 @@
+"""What this machine remembers between commands: run and volume records, and its processes."""
