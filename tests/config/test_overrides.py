@@ -136,3 +136,14 @@ def test_validate_is_fast():
     result = run_cli("validate", "-f", "tests/fixtures/seeds/000-00-train.dstack.yml")
     assert result.returncode == 0
     assert time.perf_counter() - start < 5
+
+
+def test_every_configuration_field_says_what_it_does():
+    from dstack_iac.config.models import (CPUSpec, DiskSpec, GPUSpec, InstanceVolumeMount, IntRange, MemoryRange,
+                                          NetworkVolumeMount, PortMapping, RegistryAuth, VolumeConfiguration)
+
+    models = (TaskConfiguration, ResourcesSpec, Retry, CPUSpec, GPUSpec, DiskSpec, IntRange, MemoryRange, PortMapping,
+              RegistryAuth, NetworkVolumeMount, InstanceVolumeMount, VolumeConfiguration)
+    missing = [f"{model.__name__}.{name}" for model in models for name, field in model.model_fields.items()
+               if name != "kind" and not field.description]
+    assert missing == []

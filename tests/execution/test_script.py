@@ -89,3 +89,43 @@ def test_cloud_tasks_with_an_image_run_in_the_container(tmp_path):
                          env={"PATH": f"{fake}:/usr/bin:/bin"}).stdout
     assert "<nvcr.io/nvidia/pytorch:24.01-py3>\n<bash>\n<-c>\n<set -e\nnvidia-smi\ntorchrun train.py>" in out
     assert f"<{tmp_path}/workdir:/workflow>" in out
+
+
+def test_working_dir_is_inside_the_upload_unless_absolute(tmp_path):
+    from dstack_iac.execution.script import resolve_working_dir
+
+    assert resolve_working_dir("/n/workflow", None) == "/n/workflow"
+    assert resolve_working_dir("/n/workflow", "src/app") == "/n/workflow/src/app"
+    assert resolve_working_dir("/n/workflow", "/workflow/src") == "/n/workflow/src"
+    assert resolve_working_dir("/n/workflow", "/workflow") == "/n/workflow"
+    assert resolve_working_dir("/n/workflow", "/opt/app") == "/opt/app"
+    (tmp_path / "work" / "sub").mkdir(parents=True)
+    result = run_script(tmp_path, script_for(tmp_path, ["pwd", 'echo "$DSTACK_WORKING_DIR"'], working_dir="sub"))
+    assert result.stdout.splitlines() == [str(tmp_path / "work" / "sub")] * 2
+
+
+def test_an_entrypoint_takes_the_commands_as_its_arguments(tmp_path):
+    script = script_for(tmp_path, ["first arg", "$NOT_EXPANDED"], entrypoint="printf '<%s>\\n'")
+    assert_valid_bash(script, tmp_path)
+    result = run_script(tmp_path, script)
+    assert result.stdout == "<first arg>\n<$NOT_EXPANDED>\n", result.stderr
+
+
+def test_a_container_gets_the_entrypoint_shm_size_and_working_dir(tmp_path):
+    from dstack_iac.execution.script import render_container_script
+
+    environment = node_environment(run_name="r", rank=0, nodes_ips=["10.0.0.1"], gpus_per_node=0,
+                                   working_dir="/opt/dstack-iac/run/workdir", venv_dir="/opt/v", user_env={})
+    script = render_container_script(environment=environment, commands=["--port", "80"], image="img:1", gpus=False,
+                                     entrypoint="python -m server", shm_gb=16, working_dir="src")
+    assert_valid_bash(script, tmp_path)
+    path = tmp_path / "task.sh"
+    path.write_text(script)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "docker").write_text("#!/bin/sh\nfor a in \"$@\"; do printf '<%s>\\n' \"$a\"; done\n")
+    (fake / "docker").chmod(0o755)
+    out = subprocess.run(["bash", str(path)], capture_output=True, text=True,
+                         env={"PATH": f"{fake}:/usr/bin:/bin"}).stdout
+    assert "<--shm-size>\n<16384m>" in out and "<-w>\n</workflow/src>" in out
+    assert out.endswith("<--entrypoint>\n<python>\n<img:1>\n<-m>\n<server>\n<--port>\n<80>\n")

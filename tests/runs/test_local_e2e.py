@@ -324,3 +324,53 @@ def test_logs_follow_streams_a_running_run(e2e_home, tmp_path):
     process.communicate(timeout=60)
     assert followed.stdout.splitlines()[:2] == ["first", "second"]
     assert_nothing_left(e2e_home)
+
+
+def test_working_dir_entrypoint_and_a_field_local_cannot_honour(e2e_home, tmp_path):
+    (tmp_path / "src" / "app").mkdir(parents=True)
+    (tmp_path / "src" / "app" / "here.txt").write_text("inside\n")
+    write_task(tmp_path, "working_dir: src/app\ncommands:\n  - pwd\n  - cat here.txt\n", name="wd.dstack.yml")
+    write_task(tmp_path, "entrypoint: python -c\ncommands:\n  - import os; print('entry', os.getcwd())\n",
+               name="ep.dstack.yml")
+    (tmp_path / "shm.dstack.yml").write_text("type: task\nresources: {cpu: 1.., shm_size: 1GB}\ncommands: [echo]\n")
+    in_subdir = dstack(e2e_home, "run", str(tmp_path), "-f", str(tmp_path / "wd.dstack.yml"), "-y")
+    assert in_subdir.returncode == 0, in_subdir.stderr
+    assert "/nodes/0/workflow/src/app\ninside" in in_subdir.stdout
+    entry = dstack(e2e_home, "run", str(tmp_path), "-f", str(tmp_path / "ep.dstack.yml"), "-y")
+    assert entry.returncode == 0, entry.stderr
+    assert "entry " in entry.stdout and "/nodes/0/workflow" in entry.stdout
+    refused = dstack(e2e_home, "run", str(tmp_path), "-f", str(tmp_path / "shm.dstack.yml"), "-y")
+    assert refused.returncode == 2
+    assert "resources.shm_size: the local backend cannot honour it" in refused.stderr
+    assert "nothing was provisioned" in refused.stderr
+    assert_nothing_left(e2e_home)
+
+
+def test_runs_are_tagged_stacks_and_progress_is_timed_in_fractions(e2e_home, tmp_path):
+    from dstack_iac.infra import engine
+
+    write_task(tmp_path, "name: tagged\ncommands:\n  - echo started\n  - sleep 600\n")
+    process = spawn(e2e_home, "run", str(tmp_path), "-f", str(tmp_path / "t.dstack.yml"), "-y")
+    try:
+        lines = read_until(process, "started")
+        cli = engine.require_pulumi()
+        env = {**os.environ, **engine.engine_env(cli)}
+        project = tmp_path / "project"
+        project.mkdir()
+        (project / "Pulumi.yaml").write_text("name: dstack-iac\nruntime: python\n")
+        deadline, listed = time.monotonic() + 30, []
+        while not listed and time.monotonic() < deadline:  # tags are written beside the run
+            import subprocess
+
+            out = subprocess.run([str(cli.path), "stack", "ls", "--json", "--tag", f"dstack-iac:run=tagged"],
+                                 cwd=project, env=env, capture_output=True, text=True).stdout
+            listed = [s["name"] for s in json.loads(out or "[]")]
+            time.sleep(0.5)
+        assert listed == ["tagged"]
+        import re
+
+        assert re.search(r"created node-0 \(dstack-iac:local:Node\) in \d+\.\d\ds", "".join(lines))
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+    assert_nothing_left(e2e_home)
