@@ -21,6 +21,18 @@ def script_for(tmp_path: Path, commands: list[str], **options) -> str:
     return render_script(environment=environment, commands=commands, python=base_interpreter(), **options)
 
 
+def docker_arguments(tmp_path: Path, script: str) -> str:
+    """Run a container script with a stand-in `docker` that prints each argument it was given
+    as <arg>: the command line is then exactly what we meant."""
+    (tmp_path / "task.sh").write_text(script)
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    (fake / "docker").write_text("#!/bin/sh\nfor a in \"$@\"; do printf '<%s>\\n' \"$a\"; done\n")
+    (fake / "docker").chmod(0o755)
+    return subprocess.run(["bash", str(tmp_path / "task.sh")], capture_output=True, text=True,
+                          env={"PATH": f"{fake}:/usr/bin:/bin"}).stdout
+
+
 def run_script(tmp_path: Path, script: str) -> subprocess.CompletedProcess:
     path = tmp_path / "task.sh"
     path.write_text(script)
@@ -75,18 +87,10 @@ def test_cloud_tasks_with_an_image_run_in_the_container(tmp_path):
     script = render_container_script(environment=environment, commands=["nvidia-smi", "torchrun train.py"],
                                      image="nvcr.io/nvidia/pytorch:24.01-py3", gpus=True, volume_paths=["/data"])
     assert_valid_bash(script, tmp_path)
-    path = tmp_path / "task.sh"
-    path.write_text(script)
     assert "exec docker run --rm --init --network host --ipc host" in script and "--gpus all" in script
     assert "-e TOKEN" in script and "-e DSTACK_NODES_IPS" in script and "DSTACK_VENV_DIR" not in script
     assert "export DSTACK_WORKING_DIR=/workflow" in script and "-v /data:/data" in script
-    # With a stand-in `docker` that prints what it was given, the command line is what we meant.
-    fake = tmp_path / "bin"
-    fake.mkdir()
-    (fake / "docker").write_text("#!/bin/sh\nfor a in \"$@\"; do printf '<%s>\\n' \"$a\"; done\n")
-    (fake / "docker").chmod(0o755)
-    out = subprocess.run(["bash", str(path)], capture_output=True, text=True,
-                         env={"PATH": f"{fake}:/usr/bin:/bin"}).stdout
+    out = docker_arguments(tmp_path, script)
     assert "<nvcr.io/nvidia/pytorch:24.01-py3>\n<bash>\n<-c>\n<set -e\nnvidia-smi\ntorchrun train.py>" in out
     assert f"<{tmp_path}/workdir:/workflow>" in out
 
@@ -119,13 +123,6 @@ def test_a_container_gets_the_entrypoint_shm_size_and_working_dir(tmp_path):
     script = render_container_script(environment=environment, commands=["--port", "80"], image="img:1", gpus=False,
                                      entrypoint="python -m server", shm_gb=16, working_dir="src")
     assert_valid_bash(script, tmp_path)
-    path = tmp_path / "task.sh"
-    path.write_text(script)
-    fake = tmp_path / "bin"
-    fake.mkdir()
-    (fake / "docker").write_text("#!/bin/sh\nfor a in \"$@\"; do printf '<%s>\\n' \"$a\"; done\n")
-    (fake / "docker").chmod(0o755)
-    out = subprocess.run(["bash", str(path)], capture_output=True, text=True,
-                         env={"PATH": f"{fake}:/usr/bin:/bin"}).stdout
+    out = docker_arguments(tmp_path, script)
     assert "<--shm-size>\n<16384m>" in out and "<-w>\n</workflow/src>" in out
     assert out.endswith("<--entrypoint>\n<python>\n<img:1>\n<-m>\n<server>\n<--port>\n<80>\n")

@@ -42,11 +42,9 @@ class AwsBackend(CloudBackend):
 
         return AwsTaskCluster(name, spec)
 
-    def declare_volume(self, name: str, volume: VolumeConfiguration) -> dict[str, Any]:
+    def volume_component(self, name: str, volume: VolumeConfiguration) -> Any:
         from dstack_iac.backends.aws.components import AwsVolume
 
-        component = AwsVolume(name, volume_name=volume.name, region=volume.region or "",
-                              availability_zone=self.volume_zone(volume) or "", size_gb=volume.size,
-                              volume_id=volume.volume_id)
-        return {"source": component.volume_id, "volume_id": component.volume_id,
-                "availability_zone": component.availability_zone}
+        return AwsVolume(name, volume_name=volume.name, region=volume.region or "",
+                         availability_zone=self.volume_zone(volume) or "", size_gb=volume.size,
+                         volume_id=volume.volume_id)

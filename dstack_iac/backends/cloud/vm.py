@@ -117,6 +117,15 @@ class CloudBackend(BaseBackend):
     def cluster_component(self, name: str, spec: ClusterSpec) -> Any:
         raise NotImplementedError
 
+    def volume_component(self, name: str, volume: VolumeConfiguration) -> Any:
+        """The cloud's volume component: outputs `volume_id` and `availability_zone`."""
+        raise NotImplementedError
+
+    def declare_volume(self, name: str, volume: VolumeConfiguration) -> dict[str, Any]:
+        component = self.volume_component(name, volume)
+        return {"source": component.volume_id, "volume_id": component.volume_id,
+                "availability_zone": component.availability_zone}
+
     # --- executing ---------------------------------------------------------------------------
 
     def connect(self, endpoint: NodeEndpoint, inputs: RunInputs) -> NodeSession:

@@ -42,10 +42,8 @@ class GcpBackend(CloudBackend):
 
         return GcpTaskCluster(name, spec)
 
-    def declare_volume(self, name: str, volume: VolumeConfiguration) -> dict[str, Any]:
+    def volume_component(self, name: str, volume: VolumeConfiguration) -> Any:
         from dstack_iac.backends.gcp.components import GcpVolume
 
-        component = GcpVolume(name, volume_name=volume.name, zone=self.volume_zone(volume) or "",
-                              size_gb=volume.size, volume_id=volume.volume_id)
-        return {"source": component.volume_id, "volume_id": component.volume_id,
-                "availability_zone": component.availability_zone}
+        return GcpVolume(name, volume_name=volume.name, zone=self.volume_zone(volume) or "", size_gb=volume.size,
+                         volume_id=volume.volume_id)
