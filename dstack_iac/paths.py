@@ -132,3 +132,16 @@ def open_private_append(path: Path):
     ensure_private_dir(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     return os.fdopen(fd, "a", buffering=1, encoding="utf-8", errors="replace")
+
+
+def require_usable_state_dir() -> Path:
+    """The state dir, created if need be, and proven writable (a read-only disk or a file in the
+    way is an error here, before anything is planned, not a strange failure later)."""
+    root = ensure_private_dir(state_dir())
+    try:
+        fd, probe = tempfile.mkstemp(dir=root, prefix=".probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise _unusable(root, f"cannot be written ({exc.strerror})") from None
+    return root

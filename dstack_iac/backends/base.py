@@ -12,7 +12,7 @@ from dstack_iac.config.models import PortMapping, RetryEvent, TaskConfiguration,
 from dstack_iac.errors import EnvironmentProblem, NodeLost, ProvisioningFailed
 from dstack_iac.execution.ports import forward_ports
 from dstack_iac.execution.session import SESSION_ERRORS, NodeSession
-from dstack_iac.model.backend import Check
+from dstack_iac.model.backend import Check, Orphan
 from dstack_iac.model.nodes import NodeEndpoint
 from dstack_iac.model.offers import Catalog
 from dstack_iac.model.plan import NodeRuntime, RunInputs, RunPlan
@@ -95,7 +95,16 @@ class BaseBackend:
             return RetryEvent.INTERRUPTION
         return None
 
+    def leftovers(self, run_name: str, run_dir: Path) -> list[str]:
+        return []
+
     def sweep(self, run_name: str, run_dir: Path) -> list[str]:
+        return []
+
+    def find_orphans(self, runs_with_stacks: set[str]) -> list[Orphan]:
+        return []
+
+    def remove_orphans(self, orphans: Sequence[Orphan]) -> list[str]:
         return []
 
     def doctor_checks(self) -> list[Check]:

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from dstack_iac.cli.commands import doctor, logs, offers, preview, ps, run, schema, stop, validate
+from dstack_iac.cli.commands import doctor, gc, logs, offers, preview, ps, run, schema, stop, validate
 from dstack_iac.cli.commands.volume import volume_app
 from dstack_iac.cli.options import RUN_CONTEXT
 from dstack_iac.cli.output import print_error
@@ -64,7 +64,7 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks o
 
 for command in (run.run, preview.preview, validate.validate, offers.offers):
     app.command(context_settings=RUN_CONTEXT)(command)
-for command in (ps.ps, logs.logs, stop.stop, doctor.doctor, schema.schema):
+for command in (ps.ps, logs.logs, stop.stop, gc.gc, doctor.doctor, schema.schema):
     app.command()(command)
 app.add_typer(volume_app, name="volume")
 

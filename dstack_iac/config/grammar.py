@@ -117,24 +117,33 @@ def format_range(low, high, fmt=str) -> str:
 
 # --- durations --------------------------------------------------------------------------------
 
+MAX_DURATION = 366 * 86400  # a year: beyond it a timer is no longer a timer (and overflows some)
+
+
 def parse_duration(value: Any, allow_off: bool = False) -> int | None:
-    """Int seconds or `30s|15m|3h|2d|1w` -> seconds; `off` -> None when allowed."""
+    """Int seconds or `30s|15m|3h|2d|1w` -> seconds; `off` -> None when allowed. At most a year."""
+    hint = " or off" if allow_off else ""
+    seconds: int | None = None
     if isinstance(value, bool):
         raise ValueError(f"expected a duration like 30s, 15m, 3h, 2d or 1w, got {value!r}")
     if isinstance(value, int):
         if value < 0:
             raise ValueError(f"a duration cannot be negative ({value})")
-        return value
-    if isinstance(value, str):
+        seconds = value
+    elif isinstance(value, str):
         if allow_off and value.strip().lower() == "off":
             return None
         if _INT_RE.match(value):
-            return int(value)
-        match = _DURATION_RE.match(value.lower())
-        if match:
-            return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
-    hint = " or off" if allow_off else ""
-    raise ValueError(f"{value!r} is not a duration: use seconds or 30s, 15m, 3h, 2d, 1w{hint}")
+            seconds = int(value)
+        else:
+            match = _DURATION_RE.match(value.lower())
+            if match:
+                seconds = int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds is None:
+        raise ValueError(f"{value!r} is not a duration: use seconds or 30s, 15m, 3h, 2d, 1w{hint}")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{value!r} is more than a year: use at most 366d{hint}")
+    return seconds
 
 
 def format_duration(seconds: int | None) -> str:

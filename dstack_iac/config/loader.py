@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from dstack_iac.config.errors import ConfigError, ConfigIssue
+from dstack_iac.config.interpolation import env_references, interpolate
 from dstack_iac.config.models import (
     FieldValueError,
     GPUSpec,
@@ -68,7 +69,8 @@ _FLAGS = {
 
 @dataclass
 class Task:
-    """A task ready to plan: the validated configuration plus where and how it was asked for."""
+    """A task ready to plan: the validated configuration plus where and how it was asked for.
+    `env_references` holds the caller's values of the commands' `${{ env.NAME }}` references."""
 
     configuration: TaskConfiguration
     configuration_path: Path
@@ -76,6 +78,11 @@ class Task:
     run_args: list[str] = field(default_factory=list)
     profile_name: str | None = None
     build: bool = False
+    env_references: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def display_commands(self, commands: list[str]) -> list[str]:
+        """The commands as they will run, references written out (for people, not for a shell)."""
+        return [interpolate(command, self.run_args, self.env_references) for command in commands]
 
     @property
     def display_path(self) -> str:
@@ -162,6 +169,9 @@ def load_task(
     configuration = _apply_list_overrides(configuration, overrides, caller_env, source)
     if configuration.spot_policy is None:
         configuration.spot_policy = SpotPolicy.ON_DEMAND
+    references: dict[str, str] = {}
+    for command in configuration.build + configuration.commands:
+        references.update(env_references(command, caller_env))
     return Task(
         configuration=configuration,
         configuration_path=path,
@@ -169,6 +179,7 @@ def load_task(
         run_args=list(run_args),
         profile_name=profile[0].name if profile else None,
         build=overrides.build,
+        env_references=references,
     )
 
 

@@ -22,6 +22,7 @@ from pydantic import (
     Discriminator,
     Field,
     SecretStr,
+    StrictInt,
     Tag,
     ValidationInfo,
     field_serializer,
@@ -30,13 +31,16 @@ from pydantic import (
 )
 
 from dstack_iac.config import grammar
-from dstack_iac.config.interpolation import NODE_RANK_REFERENCE, interpolate, resolve_node_rank
+from dstack_iac.config.interpolation import NODE_RANK_REFERENCE, env_references, interpolate, resolve_node_rank
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,40}$")
 VOLUME_STACK_PREFIX = "volume-"  # volumes' stacks share the project with runs' stacks
+# Stacks of the project that are not runs: a run's name may not start like them.
+RESERVED_STACK_PREFIXES = (VOLUME_STACK_PREFIX, "fleet-", "preview-", "gc-", "storage-", "schedule-")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 PYTHON_VERSIONS = ("3.9", "3.10", "3.11", "3.12", "3.13", "3.14")
 RESERVED_MOUNT_ROOT = "/workflow"
+MAX_NODES = 1024  # a bound on what one run declares (a backend may allow fewer)
 
 
 class FieldValueError(ValueError):
@@ -135,6 +139,12 @@ class DiskSpec(Model):
         if isinstance(value, (DiskSpec, dict)):
             return value
         return {"size": value}
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> DiskSpec:
+        if self.size.max is not None and self.size.max <= 0:
+            raise ValueError(f"a disk of {self.size} holds nothing: give a size above 0, e.g. 100GB..")
+        return self
 
 
 class ResourcesSpec(Model):
@@ -431,7 +441,8 @@ class TaskConfiguration(ProfileFields):
                                                                   "the value from your environment.")
     ports: list[PortMapping] = Field(default_factory=list, description="Ports of node 0 forwarded to this machine "
                                                                        "while attached: 8080, 3000:7860, *:8080.")
-    nodes: int = Field(default=1, ge=1, description="Number of nodes (a cluster when more than one).")
+    nodes: StrictInt = Field(default=1, ge=1, le=MAX_NODES, description="Number of nodes (a cluster when more than "
+                                                                        f"one), at most {MAX_NODES}.")
     resources: ResourcesSpec = Field(default=ResourcesSpec(), description="What each node needs: cpu, memory, "
                                                                           "shm_size, disk, gpu.")
     volumes: list[VolumeMount] = Field(default_factory=list, description="Volumes mounted on every node: "
@@ -444,8 +455,17 @@ class TaskConfiguration(ProfileFields):
             raise ValueError(
                 f"{value!r} is not a valid name: 2-41 lowercase letters, digits or '-', starting with a letter"
             )
-        if value is not None and value.startswith(VOLUME_STACK_PREFIX):
-            raise ValueError(f"{value!r}: run names starting with {VOLUME_STACK_PREFIX!r} are reserved for volumes' stacks")
+        reserved = next((p for p in RESERVED_STACK_PREFIXES if value is not None and value.startswith(p)), None)
+        if reserved:
+            raise ValueError(f"{value!r}: run names starting with {reserved!r} are reserved for the stacks of "
+                             "volumes, fleets and previews")
+        return value
+
+    @field_validator("nodes", mode="before")
+    @classmethod
+    def _nodes(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"nodes must be a whole number written without quotes, e.g. 2 (got {value!r})")
         return value
 
     @field_validator("python", mode="before")
@@ -480,16 +500,15 @@ class TaskConfiguration(ProfileFields):
             value = [value]
         if not isinstance(value, list):
             return value
-        context = _context(info)
-        resolved = []
+        caller_env = _context(info).get("caller_env", os.environ)
         for index, command in enumerate(value):
             if not isinstance(command, str):
                 raise FieldValueError((index,), f"a command must be a string, got {command!r} (quote it)")
             try:
-                resolved.append(interpolate(command, context.get("run_args"), context.get("caller_env", os.environ)))
+                env_references(command, caller_env)  # checked now; the node script gets the values as data
             except ValueError as exc:
                 raise FieldValueError((index,), str(exc)) from None
-        return resolved
+        return value
 
     @field_validator("env", mode="before")
     @classmethod
@@ -512,6 +531,9 @@ class TaskConfiguration(ProfileFields):
     def _runnable(self) -> TaskConfiguration:
         if self.image and self.python:
             raise FieldValueError(("image",), "python and image are mutually exclusive: remove one of them")
+        if self.registry_auth and not self.image:
+            raise FieldValueError(("registry_auth",), "registry_auth is for pulling `image`: there is no image to "
+                                                      "pull (add image, or remove registry_auth)")
         if not self.commands and not self.image:
             raise FieldValueError(("commands",), "a task needs commands (or an image with its own entrypoint)")
         return self

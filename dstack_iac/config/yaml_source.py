@@ -78,10 +78,24 @@ def _mark(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
+MAX_VALUES = 20_000  # a configuration is a page of YAML: aliases must not expand it without bound
+MAX_DEPTH = 64
+
+
+class _TooLarge(Exception):
+    def __init__(self, message: str, node: yaml.Node):
+        super().__init__(message)
+        self.node = node
+
+
 def load_yaml(text: str, file: str) -> YamlSource:
-    """Parse YAML text into plain data plus positions; duplicate keys and syntax errors are ConfigErrors."""
+    """Parse YAML text into plain data plus positions; duplicate keys, syntax errors and
+    documents that expand without bound (aliases of aliases) are ConfigErrors."""
     try:
         node = yaml.compose(text, Loader=_Loader)
+    except RecursionError:
+        raise ConfigError([ConfigIssue(file, None, None, "", f"YAML nested too deeply (more than {MAX_DEPTH} levels "
+                                                             "are never a configuration)")]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
@@ -96,7 +110,9 @@ def load_yaml(text: str, file: str) -> YamlSource:
     if node is not None:
         constructor = _Loader(text)
         try:
-            source.data = _build(node, (), source, constructor, issues)
+            source.data = _build(node, (), source, constructor, issues, [0])
+        except _TooLarge as exc:
+            raise ConfigError([ConfigIssue(file, *_mark(exc.node), "", str(exc))]) from None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark
             raise ConfigError(
@@ -110,12 +126,22 @@ def load_yaml(text: str, file: str) -> YamlSource:
     return source
 
 
-def _build(node: yaml.Node, path: Path, source: YamlSource, constructor: yaml.SafeLoader, issues) -> Any:
+def _build(node: yaml.Node, path: Path, source: YamlSource, constructor: yaml.SafeLoader, issues,
+           count: list[int]) -> Any:
+    count[0] += 1
+    if count[0] > MAX_VALUES:
+        raise _TooLarge(f"YAML expands to more than {MAX_VALUES} values (aliases of aliases?): not a configuration",
+                        node)
+    if len(path) > MAX_DEPTH:
+        raise _TooLarge(f"YAML nested more than {MAX_DEPTH} levels deep: not a configuration", node)
     source.values[path] = _mark(node)
     if isinstance(node, yaml.MappingNode):
         constructor.flatten_mapping(node)
         result: dict = {}
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                issues.append(ConfigIssue(source.file, *_mark(key_node), dotted(path), "a key must be a plain string"))
+                continue
             key = constructor.construct_object(key_node, deep=True)
             if not isinstance(key, (str, int, float, bool)) or key is None:
                 issues.append(ConfigIssue(source.file, *_mark(key_node), dotted(path), "a key must be a plain string"))
@@ -129,10 +155,11 @@ def _build(node: yaml.Node, path: Path, source: YamlSource, constructor: yaml.Sa
                 )
                 continue
             source.keys[path + (key,)] = _mark(key_node)
-            result[key] = _build(value_node, path + (key,), source, constructor, issues)
+            result[key] = _build(value_node, path + (key,), source, constructor, issues, count)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_build(item, path + (index,), source, constructor, issues) for index, item in enumerate(node.value)]
+        return [_build(item, path + (index,), source, constructor, issues, count)
+                for index, item in enumerate(node.value)]
     return constructor.construct_object(node, deep=True)
 
 

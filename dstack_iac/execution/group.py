@@ -96,11 +96,11 @@ class NodeGroup:
     def master(self) -> NodeSession:
         return self.sessions[0]
 
-    def each(self, call: Callable[[NodeSession], Any]) -> GroupResult:
-        return fan_out(self.sessions, call, lambda session: session.endpoint.rank)
+    def each(self, call: Callable[[NodeSession], Any], abort: Callable[[], None] | None = None) -> GroupResult:
+        return fan_out(self.sessions, call, lambda session: session.endpoint.rank, abort)
 
-    def upload(self, archive: bytes) -> None:
-        self.each(lambda session: session.upload(archive)).raise_first()
+    def upload(self, archive: bytes, abort: Callable[[], None] | None = None) -> None:
+        self.each(lambda session: session.upload(archive), abort).raise_first()
 
     def stop(self, grace: float = 3.0) -> None:
         self.each(lambda session: session.stop(grace))

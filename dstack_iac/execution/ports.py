@@ -14,6 +14,7 @@ import threading
 import paramiko
 
 from dstack_iac.config.models import PortMapping
+from dstack_iac.errors import BadInput
 
 BUFFER = 64 * 1024
 
@@ -24,11 +25,17 @@ def free_local_port() -> int:
         return probe.getsockname()[1]
 
 
-class _Tunnel:
+class Tunnel:
+    """127.0.0.1:local_port on this machine, piped to remote_host:remote_port as seen by the node."""
+
     def __init__(self, transport: paramiko.Transport, local_port: int, remote_host: str, remote_port: int):
         self.transport = transport
         self.remote = (remote_host, remote_port)
-        self.listener = socket.create_server(("127.0.0.1", local_port))
+        try:
+            self.listener = socket.create_server(("127.0.0.1", local_port))
+        except OSError as exc:
+            raise BadInput(f"local port {local_port} cannot be used on this machine ({exc.strerror}): map the task's "
+                           f"port {remote_port} elsewhere, e.g. -p {local_port + 1}:{remote_port}") from None
         self.local_port = self.listener.getsockname()[1]
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._accept, daemon=True, name=f"forward-{self.local_port}")
@@ -77,7 +84,7 @@ def forward_ports(session, ports: list[PortMapping]):
     try:
         transport = session.connection.transport
         for mapping in ports:
-            tunnels.append(_Tunnel(transport, mapping.local_port or 0, session.endpoint.private_address,
+            tunnels.append(Tunnel(transport, mapping.local_port or 0, session.endpoint.private_address,
                                    mapping.container_port))
         yield [(tunnel.local_port, tunnel.remote[1]) for tunnel in tunnels]
     finally:

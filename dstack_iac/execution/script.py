@@ -13,6 +13,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping, Sequence
 
+from dstack_iac.config.interpolation import ENV_PREFIX, RUN_ARGS, references
 from dstack_iac.model.nodes import NodeEndpoint
 from dstack_iac.model.plan import NodeRuntime, RunPlan
 
@@ -33,6 +34,95 @@ def node_environment(
         "DSTACK_WORKING_DIR": working_dir,
         "DSTACK_VENV_DIR": venv_dir,
     }
+
+
+class ShellValues:
+    """The values a task's commands refer to (`${{ run.args }}`, `${{ env.NAME }}`), handed to
+    the shell as variables, never as code: each reference becomes a variable expansion quoted
+    for where it stands in the command (outside quotes, inside "...", inside '...'), so a value
+    with `$(...)`, quotes or `;` is text. `bash` uses an array for the arguments; other shells,
+    the positional parameters."""
+
+    def __init__(self, run_args: Sequence[str] = (), env: Mapping[str, str] | None = None, bash: bool = True):
+        self.run_args = list(run_args)
+        self.env = dict(env or {})
+        self.bash = bash
+
+    def definitions(self, commands: Sequence[str]) -> list[str]:
+        """The variables `commands` refer to (nothing when they refer to none)."""
+        used = {reference.name for command in commands for reference in references(command) if not reference.escaped}
+        lines = [f"__dstack_env_{name}={shlex.quote(value)}" for name, value in self.env.items()
+                 if f"{ENV_PREFIX}{name}" in used]
+        if RUN_ARGS in used:
+            quoted = " ".join(shlex.quote(arg) for arg in self.run_args)
+            lines.append(f"__dstack_args=({quoted})" if self.bash else f"set -- {quoted}".rstrip())
+        return lines
+
+    def _expansion(self, name: str, context: str) -> str:
+        if name == RUN_ARGS:
+            every, joined = ('"${__dstack_args[@]}"', "${__dstack_args[*]}") if self.bash else ('"$@"', "$*")
+        else:
+            every = f'"${{__dstack_env_{name[len(ENV_PREFIX):]}}}"'
+            joined = f"${{__dstack_env_{name[len(ENV_PREFIX):]}}}"
+        if context == "double":
+            return joined
+        if context == "single":
+            return f"'\"{joined}\"'"
+        return every
+
+    def substitute(self, command: str) -> str:
+        """The command with each reference replaced by its expansion; `$${{` gives `${{`."""
+        found = {reference.start: reference for reference in references(command)}
+        if not found:
+            return command
+        out: list[str] = []
+        contexts = ["plain"]  # plain (also inside $(...) and `...`), single, double
+        i = 0
+        while i < len(command):
+            reference = found.get(i)
+            if reference is not None:
+                if reference.escaped:
+                    out.append(command[reference.start + 1:reference.end])
+                else:
+                    out.append(self._expansion(reference.name, contexts[-1]))
+                i = reference.end
+                continue
+            char, top = command[i], contexts[-1]
+            out.append(char)
+            if top == "single":
+                if char == "'":
+                    contexts.pop()
+            elif char == "\\" and i + 1 < len(command):
+                out.append(command[i + 1])
+                i += 1
+            elif top == "double" and char == '"':
+                contexts.pop()
+            elif char == "$" and command.startswith("$(", i):
+                out.append("(")
+                contexts.append("subst")
+                i += 1
+            elif top in ("plain", "subst", "paren") and char == "(":
+                contexts.append("paren")
+            elif top in ("subst", "paren") and char == ")":
+                contexts.pop()
+            elif top != "double" and char == "'":
+                contexts.append("single")
+            elif top != "double" and char == '"':
+                contexts.append("double")
+            i += 1
+        return "".join(out)
+
+    def arguments(self, command: str) -> list[str]:
+        """An entrypoint's argument: no shell reads it, so references become their values
+        (`${{ run.args }}` standing alone gives one argument per run argument)."""
+        if command.strip() in ("${{ run.args }}", "${{run.args}}"):
+            return list(self.run_args)
+        text = command
+        for reference in reversed(references(command)):
+            value = command[reference.start + 1:reference.end] if reference.escaped else \
+                " ".join(self.run_args) if reference.name == RUN_ARGS else self.env.get(reference.name[len(ENV_PREFIX):], "")
+            text = text[:reference.start] + value + text[reference.end:]
+        return [text]
 
 
 PIP_SHIM = r'''#!/usr/bin/env bash
@@ -97,6 +187,9 @@ def resolve_working_dir(base: str, working_dir: str | None, repo_root: str = CON
     return f"{base}/{working_dir}"
 
 
+BASH_PATHS = ("bash", "/bin/bash", "/usr/bin/bash")
+
+
 def _shell_path(shell: str | None) -> str:
     """dstack's rule: a bare name is a program in /bin; default bash."""
     if not shell:
@@ -107,7 +200,7 @@ def _shell_path(shell: str | None) -> str:
 def render_container_script(
     *, environment: Mapping[str, str], commands: Sequence[str], image: str, gpus: bool,
     volume_paths: Sequence[str] = (), shell: str | None = None, working_dir: str | None = None,
-    entrypoint: str | None = None, shm_gb: float | None = None,
+    entrypoint: str | None = None, shm_gb: float | None = None, values: ShellValues | None = None,
 ) -> str:
     """A cloud node with `image`: the commands run inside the container (pulled at boot), on the
     host network (the nodes reach each other as on the host), with the working directory at
@@ -127,13 +220,16 @@ def render_container_script(
     run += [f"-e {shlex.quote(key)}" for key in inside]
     run.append(f'-v "$(dirname "$0")/workdir:{CONTAINER_WORKDIR}" -w {shlex.quote(workdir)}')
     run += [f"-v {shlex.quote(path)}:{shlex.quote(path)}" for path in volume_paths]
+    program_path = _shell_path(shell) if shell else "bash"
+    values = values or ShellValues(bash=program_path in BASH_PATHS)
     if entrypoint:
         program, *arguments = shlex.split(entrypoint)
+        words = [*arguments, *(arg for command in commands for arg in values.arguments(command))]
         run.append(f"--entrypoint {shlex.quote(program)} {shlex.quote(image)} "
-                   + " ".join(shlex.quote(a) for a in [*arguments, *commands]))
+                   + " ".join(shlex.quote(a) for a in words))
     else:
-        body = "\n".join(["set -e", *commands])
-        run.append(f"{shlex.quote(image)} {shlex.quote(shell or 'bash')} -c {shlex.quote(body)}")
+        body = "\n".join(["set -e", *values.definitions(commands), *(values.substitute(c) for c in commands)])
+        run.append(f"{shlex.quote(image)} {shlex.quote(program_path)} -c {shlex.quote(body)}")
     lines.append(" \\\n  ".join(run))
     return "\n".join(lines) + "\n"
 
@@ -141,7 +237,7 @@ def render_container_script(
 def render_script(
     *, environment: Mapping[str, str], commands: Sequence[str], python: str, pip_cache_dir: str | None = None,
     wheelhouse: str | None = None, venv_seeds: str | None = None, shell: str | None = None,
-    working_dir: str | None = None, entrypoint: str | None = None,
+    working_dir: str | None = None, entrypoint: str | None = None, values: ShellValues | None = None,
 ) -> str:
     """The commands on the node itself, in the run's virtualenv, from the working directory."""
     workdir = resolve_working_dir(environment["DSTACK_WORKING_DIR"], working_dir)
@@ -167,15 +263,17 @@ def render_script(
             'export PATH="$shims:$PATH"',
         ]
     lines.append('cd "$DSTACK_WORKING_DIR"')
-    if entrypoint:
-        lines.append("exec " + " ".join(shlex.quote(word) for word in [*shlex.split(entrypoint), *commands]))
-        return "\n".join(lines) + "\n"
-    body = "\n".join(commands)
     program = _shell_path(shell)
-    if program in ("bash", "/bin/bash", "/usr/bin/bash"):
+    values = values or ShellValues(bash=program in BASH_PATHS)
+    if entrypoint:
+        words = [*shlex.split(entrypoint), *(arg for command in commands for arg in values.arguments(command))]
+        lines.append("exec " + " ".join(shlex.quote(word) for word in words))
+        return "\n".join(lines) + "\n"
+    body = "\n".join([*values.definitions(commands), *(values.substitute(c) for c in commands)])
+    if program in BASH_PATHS:
         lines.append(body)
     else:
-        lines.append(f"exec {shlex.quote(program)} -e -c {shlex.quote(body)}")
+        lines.append(f"exec {shlex.quote(program)} -e -c {shlex.quote(body)} dstack-task")
     return "\n".join(lines) + "\n"
 
 
@@ -188,13 +286,15 @@ def node_script(plan: RunPlan, endpoint: NodeEndpoint, runtime: NodeRuntime, nod
         working_dir=endpoint.working_dir, venv_dir=f"{endpoint.node_dir}/venv", user_env=configuration.env,
     )
     commands = (configuration.build if plan.build else []) + configuration.commands
+    bash = (_shell_path(configuration.shell) if configuration.shell else "bash") in BASH_PATHS
+    values = ShellValues(plan.run_args, {k: v.get_secret_value() for k, v in plan.env_references.items()}, bash=bash)
     if configuration.image:
         return render_container_script(
             environment=environment, commands=commands, image=configuration.image, gpus=gpus_per_node > 0,
             volume_paths=[m.path for m in plan.mounts_of(endpoint.rank)], shell=configuration.shell,
             working_dir=configuration.working_dir, entrypoint=configuration.entrypoint,
-            shm_gb=configuration.resources.shm_size)
+            shm_gb=configuration.resources.shm_size, values=values)
     return render_script(environment=environment, commands=commands, python=plan.python,
                          pip_cache_dir=runtime.pip_cache_dir, wheelhouse=runtime.wheelhouse,
                          venv_seeds=runtime.venv_seeds, shell=configuration.shell,
-                         working_dir=configuration.working_dir, entrypoint=configuration.entrypoint)
+                         working_dir=configuration.working_dir, entrypoint=configuration.entrypoint, values=values)

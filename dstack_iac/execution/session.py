@@ -149,9 +149,9 @@ class NodeSession:
         pid_file = shlex.quote(f"{self.node_dir}/task.pid")
         steps = max(1, int(grace * 10))
         command = (
-            f"if [ -f {pid_file} ]; then pg=$(cat {pid_file}); kill -TERM -- -$pg 2>/dev/null; "
-            f"for i in $(seq {steps}); do kill -0 -- -$pg 2>/dev/null || exit 0; sleep 0.1; done; "
-            f"kill -KILL -- -$pg 2>/dev/null; fi; true"
+            f"if [ -f {pid_file} ]; then pg=$(cat {pid_file}); kill -TERM -$pg 2>/dev/null; "
+            f"for i in $(seq {steps}); do kill -0 -$pg 2>/dev/null || exit 0; sleep 0.1; done; "
+            f"kill -KILL -$pg 2>/dev/null; fi; true"
         )
         try:
             other = self._connect()

@@ -99,7 +99,10 @@ def collect_files(root: Path) -> list[tuple[str, Path, int]]:
         relative_base = base.relative_to(root).as_posix()
         prefix = "" if relative_base == "." else relative_base + "/"
         dirnames[:] = sorted(d for d in dirnames if not rules.ignored(prefix + d, True))
-        for name in sorted(filenames):
+        # A link to a directory travels as the link (as git keeps it), never as what it points at.
+        linked = [d for d in dirnames if (base / d).is_symlink()]
+        dirnames[:] = [d for d in dirnames if d not in linked]
+        for name in sorted(filenames + linked):
             relative = prefix + name
             path = base / name
             if rules.ignored(relative, False) or not (path.is_file() or path.is_symlink()):
@@ -108,7 +111,16 @@ def collect_files(root: Path) -> list[tuple[str, Path, int]]:
     return found
 
 
+def _refuse_system_directories(root: Path) -> None:
+    resolved = root.resolve()
+    if resolved == Path("/") or resolved == Path.home().resolve():
+        what = "the filesystem root" if resolved == Path("/") else "your home directory"
+        raise BadInput(f"the working directory {root} is {what}: every file in it would be uploaded to every node; "
+                       "run from a project directory (dstack-iac run path/to/project)")
+
+
 def pack_working_dir(root: Path) -> bytes:
+    _refuse_system_directories(root)
     files = collect_files(root)
     total = sum(size for _, _, size in files)
     limit = upload_limit_gb()
@@ -123,5 +135,9 @@ def pack_working_dir(root: Path) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as archive:
         for relative, path, _ in files:
-            archive.add(path, arcname=relative, recursive=False)
+            try:
+                archive.add(path, arcname=relative, recursive=False)
+            except OSError as exc:
+                raise BadInput(f"{path} cannot be read ({exc.strerror}): fix its permissions, or add it to "
+                               ".dstackignore") from None
     return buffer.getvalue()

@@ -218,11 +218,15 @@ class EngineError(InfrastructureError):
 
 
 def error_lines(text: str, limit: int = 2000) -> str:
-    """The engine's own error lines, else its last lines: what a user needs from its output."""
+    """The engine's own error lines (and the items of an "N errors occurred" list), else its last
+    lines: what a user needs from its output."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    errors = [line for line in lines if "error" in line.lower()]
-    chosen = errors or lines[-8:]
-    return "\n".join(dict.fromkeys(chosen))[:limit] or "(no output)"
+    chosen, listing = [], False
+    for line in lines:
+        if "error" in line.lower() or (listing and line.startswith("*")):
+            chosen.append(line)
+        listing = ("errors occurred" in line) or (listing and line.startswith("*"))
+    return "\n".join(dict.fromkeys(chosen or lines[-8:]))[:limit] or "(no output)"
 
 
 class Engine:

@@ -52,6 +52,20 @@ class VolumePlace(BaseModel):
     availability_zone: str | None = None
 
 
+class Orphan(BaseModel):
+    """A cloud resource a run tagged (`dstack-iac:run`) whose run has no stack any more."""
+
+    model_config = ConfigDict(frozen=True)
+
+    backend: str
+    run: str
+    type: str  # the Pulumi resource type, e.g. aws:ec2/instance:Instance
+    id: str
+    region: str | None = None
+    owner: str | None = None
+    expires_at: str | None = None
+
+
 class OfferRequest(BaseModel):
     """What planning asks each candidate backend."""
 
@@ -126,8 +140,17 @@ class Backend(Protocol):
     def classify(self, error: BaseException) -> RetryEvent | None:
         """The retry event a failure counts as, or None when it must fail at once (a bug, bad input)."""
 
+    def leftovers(self, run_name: str, run_dir: Path) -> list[str]:
+        """What the run left outside its stack, without removing it (for `gc`'s table)."""
+
     def sweep(self, run_name: str, run_dir: Path) -> list[str]:
         """Remove what the run left outside its stack (processes, directories, keys): what was removed."""
+
+    def find_orphans(self, runs_with_stacks: set[str]) -> list[Orphan]:
+        """Resources in the backend's own account tagged by a run that has no stack any more."""
+
+    def remove_orphans(self, orphans: Sequence[Orphan]) -> list[str]:
+        """Delete such resources directly (no stack knows them): what was removed."""
 
     def doctor_checks(self) -> list[Check]:
         """What `dstack-iac doctor` reports for this backend."""

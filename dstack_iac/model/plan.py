@@ -42,6 +42,7 @@ class RunPlan(BaseModel):
     python: str  # interpreter that creates each node's virtualenv
     mounts: list[ResolvedMount] = []
     lease_seconds: int = 600  # each node ends itself when the owner has not renewed it for this long
+    env_references: dict[str, SecretStr] = {}  # values of the commands' ${{ env.NAME }}, given to the shell as data
 
     @property
     def volume_names(self) -> list[str]:

@@ -70,4 +70,5 @@ def plan_run(task: Task, run_name: str, candidates: Sequence[Backend], volumes: 
         python=chosen.python,
         mounts=chosen.mounts,
         lease_seconds=lease_seconds,
+        env_references=task.env_references,
     )

@@ -28,6 +28,7 @@ from dstack_iac.backends.registry import get_backend
 from dstack_iac.config.models import RetryEvent
 from dstack_iac.errors import DstackIacError, ExitStatus, Interrupted, PhaseFailed, ProvisioningFailed
 from dstack_iac.execution.group import CommandsOutcome, NodeGroup, run_on_group
+from dstack_iac.execution.lease import LeaseKeeper
 from dstack_iac.execution.script import node_script
 from dstack_iac.execution.session import NodeSession, write_known_hosts
 from dstack_iac.execution.workdir import pack_working_dir
@@ -97,6 +98,9 @@ class Run:
         self.log: RunLog | None = None
         self._endpoints: list[NodeEndpoint] = []
         self._tagging: threading.Thread | None = None
+        self._lease: LeaseKeeper | None = None
+        self._record_lock = threading.Lock()
+        self._record_unwritable = False
 
     @property
     def run_dir(self) -> Path:
@@ -193,12 +197,31 @@ class Run:
         return self._endpoints
 
     def connect(self) -> None:
+        self.ui.say(f"Connecting to {len(self._endpoints)} node{'s' if len(self._endpoints) > 1 else ''}...")
         write_known_hosts(self.inputs.known_hosts, self._endpoints)
         self.group = NodeGroup.connect(self._endpoints, lambda endpoint: self.backend.connect(endpoint, self.inputs),
                                        abort=self.interrupts.checkpoint)
+        if self.plan.lease_seconds:
+            self._lease = LeaseKeeper(self.group, self.plan.lease_seconds, self._lease_renewed).start()
+
+    def _lease_renewed(self) -> None:
+        self._update_record(lease_renewed_at=time.time())
+
+    def _update_record(self, **changes) -> None:
+        """The one way the run's record changes while it runs (the lease thread writes it too).
+        A record that cannot be written (a full disk) never stops the run or its teardown."""
+        with self._record_lock:
+            self.record = self.record.model_copy(update=changes)
+            try:
+                runs.save(self.record)
+            except DstackIacError as exc:
+                if not self._record_unwritable:
+                    self._record_unwritable = True
+                    self.ui.warn(f"The run's record could not be saved ({exc.message}); the run goes on")
 
     def upload(self) -> None:
-        self.group.upload(self.archive)
+        self.ui.say(f"Uploading the working directory ({len(self.archive) / 1024:.0f} KB)...")
+        self.group.upload(self.archive, abort=self.interrupts.checkpoint)
 
     def execute(self) -> int:
         configuration = self.plan.configuration
@@ -276,7 +299,7 @@ class Run:
                 self.upload()
         except PhaseFailed as exc:
             return self._classified(exc, "Nodes unreachable")
-        runs.save(self.record.model_copy(update={"status": RunStatus.RUNNING}))
+        self._update_record(status=RunStatus.RUNNING)
         try:
             with self.phase(Phase.EXECUTE):
                 exit_code = self.execute()
@@ -309,8 +332,7 @@ class Run:
             if status == RunStatus.STOPPED and self.group is not None:
                 self.group.stop()
             self._close_group()
-            self.record = runs.finish(self.record.model_copy(update={"status": RunStatus.TERMINATING}),
-                                      RunStatus.TERMINATING, None)
+            self._update_record(status=RunStatus.TERMINATING)
             with self.phase(Phase.TEARDOWN):
                 torn_down = self.teardown()
         except GaveUp:
@@ -320,7 +342,7 @@ class Run:
             return (exit_code or int(ExitStatus.INFRASTRUCTURE)), status
         for leftover in KEY_FILES:
             (self.run_dir / leftover).unlink(missing_ok=True)
-        runs.finish(self.record, status, exit_code, message)
+        self._update_record(status=status, exit_code=exit_code, finished_at=time.time(), message=message)
         if self.interrupts.requested is not None and status != RunStatus.STOPPED:
             return int(self.interrupts.requested.exit_status), RunStatus.STOPPED
         return exit_code, status
@@ -334,12 +356,23 @@ class Run:
             self._tagging.join(timeout=30)
         self.ui.say(f"Tearing down {self.plan.run_name}...")
         try:
-            self.stack.destroy(on_event=self.progress, remove=True)
-            self.backend.sweep(self.plan.run_name, self.run_dir)
+            try:
+                # A lock left by an engine that died (killed, not cancelled) would block the destroy.
+                self.stack.release_abandoned_locks(wait_seconds=30)
+                self.stack.destroy(on_event=self.progress, remove=True)
+            except DstackIacError:
+                # Once more, after sweeping what the stack holds (which frees a disk a run filled:
+                # the engine cannot take its lock on a full one).
+                self.backend.sweep(self.plan.run_name, self.run_dir)
+                self.stack.release_abandoned_locks(wait_seconds=30)
+                self.stack.destroy(on_event=self.progress, remove=True)
         except DstackIacError as exc:
             self.ui.warn(f"Teardown of {self.plan.run_name} did not finish ({exc.render()}). "
                          f"Clean up with: {stop_command(self.plan.run_name)}")
             return False
+        finally:
+            # Whatever the stack did or did not know (a node whose creation was cut short) goes too.
+            self.backend.sweep(self.plan.run_name, self.run_dir)
         self.ui.say(f"Torn down: nothing of {self.plan.run_name} is left running.")
         return True
 
@@ -350,6 +383,9 @@ class Run:
                      f"Clean up with: {stop_command(self.plan.run_name)}")
 
     def _close_group(self) -> None:
+        if self._lease is not None:
+            self._lease.stop()
+            self._lease = None
         if self.group is not None:
             self.group.close()
             self.group = None

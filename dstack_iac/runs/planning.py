@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from dstack_iac.backends.registry import NotImplementedBackend, all_backends, get_backend
@@ -30,6 +31,26 @@ def candidate_backends(task: Task, note: Callable[[str], None] = lambda _: None)
     for exc in missing:
         note(f"Skipping backends: {exc.message}")
     return found
+
+
+LEASE_ENV = "DSTACK_IAC_LEASE_SECONDS"
+
+
+def lease_seconds(flag: str | None = None) -> int:
+    """The nodes' lease: `--lease`, else $DSTACK_IAC_LEASE_SECONDS, else 600 s."""
+    from dstack_iac.config.grammar import parse_duration
+    from dstack_iac.errors import BadInput
+
+    given, source = (flag, "--lease") if flag is not None else (os.environ.get(LEASE_ENV), LEASE_ENV)
+    if given is None:
+        return DEFAULT_LEASE_SECONDS
+    try:
+        seconds = parse_duration(given)
+    except ValueError as exc:
+        raise BadInput(f"{source}: {exc}") from None
+    if not seconds or seconds < 10:
+        raise BadInput(f"{source}: a lease of {given!r} would end the nodes before they start: use 10s or more")
+    return seconds
 
 
 def plan_task(task: Task, run_name: str | None = None, lease_seconds: int = DEFAULT_LEASE_SECONDS,

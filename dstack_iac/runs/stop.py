@@ -43,12 +43,17 @@ def stop_run(name: str, say: Say, timeout: float = 300.0) -> None:
     clean_up_run(name, say)
 
 
-def clean_up_run(name: str, say: Say) -> list[str]:
+def clean_up_run(name: str, say: Say, backend_name: str | None = None) -> list[str]:
     """Destroy the run's stack if it still exists, sweep the run's leftovers, record it stopped.
     Returns what was removed besides the stack."""
     claim = runs.take_over(name)
     try:
         record = runs.load(name)
+        backend_name = record.backend if record is not None else backend_name
+        backend = get_backend(backend_name) if backend_name else None
+        # What the run left outside the stack goes first: on this machine that also frees the disk
+        # a full run may have filled, which the engine needs to take the stack's lock.
+        swept = backend.sweep(name, run_dir(name)) if backend else []
         if stack_exists(name):
             stack = ManagedStack(name)
             for pid in stack.release_abandoned_locks():
@@ -56,15 +61,12 @@ def clean_up_run(name: str, say: Say) -> list[str]:
                     + (f" (pid {pid})." if pid else "."))
             say(f"Destroying the stack of {name}...")
             stack.destroy(remove=True)
-        swept = []
-        if record is not None:
-            swept = get_backend(record.backend).sweep(name, run_dir(name))
-            for item in swept:
-                say(f"Removed {item}.")
-            for leftover in ("id_ed25519", "id_ed25519.pub", "known_hosts"):
-                (run_dir(name) / leftover).unlink(missing_ok=True)
-            if record.status.active:
-                runs.finish(record, RunStatus.STOPPED, record.exit_code, "stopped by `dstack-iac stop`")
+        for item in swept:
+            say(f"Removed {item}.")
+        for leftover in ("id_ed25519", "id_ed25519.pub", "known_hosts"):
+            (run_dir(name) / leftover).unlink(missing_ok=True)
+        if record is not None and record.status.active:
+            runs.finish(record, RunStatus.STOPPED, record.exit_code, "stopped by `dstack-iac stop`")
         return swept
     finally:
         claim.release()

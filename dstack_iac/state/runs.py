@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from dstack_iac.errors import BadInput, Conflict
+from dstack_iac.errors import BadInput, Conflict, EnvironmentProblem
 from dstack_iac.paths import ensure_private_dir, run_dir, runs_dir, write_private
 
 
@@ -120,6 +120,16 @@ class RunClaim:
         return self._fd
 
 
+def _open_lock(name: str) -> int:
+    ensure_private_dir(runs_dir())
+    path = _lock_path(name)
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise EnvironmentProblem(f"the run lock {path} cannot be opened ({exc.strerror}): something other than "
+                                 "dstack-iac put a file there", hint="remove it, or use another state dir") from None
+
+
 def _write_holder(fd: int) -> None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
@@ -138,8 +148,7 @@ def lock_holder(name: str) -> int | None:
 def take_over(name: str, timeout: float = 300.0) -> RunClaim:
     """Hold the run's lock to clean it up, waiting for whoever holds it (another `stop`, `gc`),
     so that clean-ups never run twice at once."""
-    ensure_private_dir(runs_dir())
-    fd = os.open(_lock_path(name), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    fd = _open_lock(name)
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -158,8 +167,7 @@ def take_over(name: str, timeout: float = 300.0) -> RunClaim:
 def claim(record: RunRecord) -> RunClaim:
     """Own the run name (atomic), or RunNameTaken saying who has it. A finished run of the same
     name makes way: its leftovers (log, keys) are removed."""
-    ensure_private_dir(runs_dir())
-    fd = os.open(_lock_path(record.name), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    fd = _open_lock(record.name)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

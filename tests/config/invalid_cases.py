@@ -29,7 +29,7 @@ CASES = [
     ("port-duplicate", T + C + "ports:\n  - 8080\n  - '9000:8080'\n", 5, "ports[1]", "remote port 8080 is given twice (items 0 and 1)"),
     ("port-local-duplicate", T + C + "ports:\n  - '3000:80'\n  - '3000:81'\n", 5, "ports[1]", "local port 3000 is given twice (items 0 and 1)"),
     ("nodes-zero", T + C + "nodes: 0\n", 3, "nodes", "Input should be greater than or equal to 1, got 0"),
-    ("nodes-text", T + C + "nodes: two\n", 3, "nodes", "Input should be a valid integer, unable to parse string as an integer, got 'two'"),
+    ("nodes-text", T + C + "nodes: two\n", 3, "nodes", "nodes must be a whole number written without quotes, e.g. 2 (got 'two')"),
     ("gpu-model-range", T + C + "resources:\n  gpu: A10G..A100\n", 4, "resources.gpu", "'A10G..A100' is not a range of GPU models: list the models you accept, e.g. 'A10G,A100'"),
     ("gpu-count-twice", T + C + "resources:\n  gpu: 2:4\n", 4, "resources.gpu", "'2:4' gives the GPU count twice"),
     ("gpu-empty-part", T + C + "resources:\n  gpu: 'A100::2'\n", 4, "resources.gpu", "empty part between ':' in the GPU spec"),

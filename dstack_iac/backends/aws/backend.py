@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from dstack_iac.backends.aws import catalog, credentials
+from dstack_iac.backends.aws import catalog, credentials, sweeper
 from dstack_iac.backends.cloud.spec import ClusterSpec
 from dstack_iac.backends.cloud.vm import CloudBackend
 from dstack_iac.config.models import VolumeConfiguration
-from dstack_iac.model.backend import OfferRequest
+from dstack_iac.model.backend import OfferRequest, Orphan
 from dstack_iac.offers.query import OfferQuery
 
 
@@ -33,6 +33,16 @@ class AwsBackend(CloudBackend):
         if place and place.region:
             query = query.model_copy(update={"regions": (place.region,)})
         return query
+
+    first_removed = sweeper.FIRST
+
+    def discovery_program(self, runs_with_stacks: set[str]):
+        from dstack_iac.offers.catalog import catalog_rows
+
+        return sweeper.discovery_program(sorted({row.region for row in catalog_rows(self.catalog)}), runs_with_stacks)
+
+    def import_id(self, orphan: Orphan) -> str:
+        return sweeper.import_id(orphan)
 
     def volume_zone(self, volume: VolumeConfiguration) -> str | None:
         return volume.availability_zone or (f"{volume.region}a" if volume.region else None)

@@ -41,7 +41,7 @@ class AwsTaskCluster(pulumi.ComponentResource):
         super().__init__("dstack-iac:aws:TaskCluster", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         region = spec.offer.region
-        tags = {"dstack-iac:run": spec.run_name, "Name": f"dstack-iac-{spec.run_name}"}
+        tags = {**spec.tags(), "Name": f"dstack-iac-{spec.run_name}"}
 
         if spec.availability_zone_name:
             zone_name = pulumi.Output.from_input(spec.availability_zone_name)
@@ -105,8 +105,13 @@ class AwsTaskCluster(pulumi.ComponentResource):
                 availability_zone=zone_name, key_name=self.key_pair.key_name,
                 vpc_security_group_ids=[group_id], associate_public_ip_address=True,
                 placement_group=self.placement_group.name if self.placement_group else None,
-                root_block_device={"volume_size": int(spec.disk_gb), "volume_type": "gp3",
+                root_block_device={"volume_size": int(spec.disk_gb), "volume_type": "gp3", "encrypted": True,
                                    "delete_on_termination": True},
+                # IMDSv2 only; a container is one hop further from the metadata service than the host.
+                metadata_options={"http_tokens": "required", "http_endpoint": "enabled",
+                                  "http_put_response_hop_limit": 2 if spec.image else 1},
+                # The lease's shutdown (or any shutdown) ends the instance and its billing.
+                instance_initiated_shutdown_behavior="terminate",
                 instance_market_options=market, user_data=user_data, user_data_replace_on_change=True,
                 tags={**tags, "Name": f"dstack-iac-{spec.run_name}-{rank}", "dstack-iac:rank": str(rank)},
                 volume_tags=tags, opts=child,
@@ -144,6 +149,7 @@ class AwsVolume(pulumi.ComponentResource):
         else:
             volume = aws.ebs.Volume(
                 name, region=region, availability_zone=availability_zone, size=int(size_gb or 0), type="gp3",
-                tags={"Name": volume_name, "dstack-iac:volume": volume_name}, opts=pulumi.ResourceOptions(parent=self))
+                encrypted=True, tags={"Name": volume_name, "dstack-iac:volume": volume_name},
+                opts=pulumi.ResourceOptions(parent=self))
             self.volume_id, self.availability_zone = volume.id, volume.availability_zone
         self.register_outputs({"volume_id": self.volume_id, "availability_zone": self.availability_zone})

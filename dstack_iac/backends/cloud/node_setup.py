@@ -13,6 +13,21 @@ import shlex
 from dstack_iac.backends.cloud.spec import NODE_ROOT, NODE_USER, ClusterSpec, MountedVolume
 
 READY_MARKER = f"{NODE_ROOT}/ready"
+LEASE_FILE = f"{NODE_ROOT}/run/lease"  # touched by the run's owner over SSH (execution/lease.py)
+
+
+def _lease_watchdog(spec: ClusterSpec) -> list[str]:
+    """The node's dead-man switch, started once the node is ready: when the lease is not renewed
+    for `lease_seconds`, the node shuts itself down (AWS then terminates the instance; a GCP
+    instance stops, and `gc` deletes it)."""
+    loop = (f'while sleep 5; do last=$(stat -c %Y {LEASE_FILE} 2>/dev/null) || continue; '
+            f'if [ $(( $(date +%s) - last )) -gt {spec.lease_seconds} ]; then shutdown -h now; fi; done')
+    return [
+        f"touch {LEASE_FILE} && chown {NODE_USER}: {LEASE_FILE}",
+        "if command -v systemd-run >/dev/null; then "
+        f"systemd-run --unit=dstack-iac-lease --collect sh -c {shlex.quote(loop)}; "
+        f"else nohup setsid sh -c {shlex.quote(loop)} >/dev/null 2>&1 & fi",
+    ]
 
 
 def _mount(volume: MountedVolume, device: str) -> list[str]:
@@ -86,5 +101,7 @@ def render_node_setup(spec: ClusterSpec, rank: int, volume_devices: list[str], r
                 f"{shlex.quote(registry.username)} --password-stdin {shlex.quote(registry.server)}"
             )
         lines.append(f"docker pull {shlex.quote(spec.image)}")
+    if spec.lease_seconds:
+        lines += _lease_watchdog(spec)
     lines.append(f"touch {READY_MARKER}")
     return "\n".join(lines) + "\n"

@@ -53,6 +53,20 @@ class ClusterSpec(BaseModel):
     shm_gb: float | None = Field(default=None, description="Size of /dev/shm (the container's, or the node's "
                                                            "without an image).")
     owner: str = Field(default="", description="Who started the run (tagged on every resource).")
+    lease_seconds: int = Field(default=0, description="Each node powers itself off when the run's owner has not "
+                                                      "renewed its lease for this long (0: no lease).")
+    expires_at: int = Field(default=0, description="Unix time the lease first runs out, tagged on every resource, "
+                                                   "so a sweeper can tell an abandoned resource (0: unset).")
+
+    def tags(self) -> dict[str, str]:
+        """What every resource of the run carries, so a sweeper finds what belongs to which run."""
+        import datetime
+
+        tags = {"dstack-iac:run": self.run_name, "dstack-iac:owner": self.owner or "unknown"}
+        if self.expires_at:
+            tags["dstack-iac:expires-at"] = datetime.datetime.fromtimestamp(
+                self.expires_at, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return tags
 
     @property
     def working_dir(self) -> str:

@@ -5,6 +5,7 @@ and waiting for the node to be ready before the commands."""
 from __future__ import annotations
 
 import getpass
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -17,7 +18,7 @@ from dstack_iac.backends.cloud.node_setup import READY_MARKER
 from dstack_iac.backends.cloud.spec import NODE_ROOT, NODE_USER, ClusterSpec, MountedVolume, RegistryLogin
 from dstack_iac.config.models import TaskConfiguration, VolumeConfiguration
 from dstack_iac.execution.session import NodeSession
-from dstack_iac.model.backend import Check, OfferRequest
+from dstack_iac.model.backend import Check, OfferRequest, Orphan
 from dstack_iac.model.nodes import NodeEndpoint
 from dstack_iac.model.offers import Offer
 from dstack_iac.errors import BadInput
@@ -109,6 +110,7 @@ class CloudBackend(BaseBackend):
             disk_gb=plan.offer.disk_gb, image=configuration.image, registry=registry, volumes=volumes,
             availability_zone_name=next(iter(zones)) if len(zones) == 1 else None,
             shm_gb=configuration.resources.shm_size, owner=getpass.getuser(),
+            lease_seconds=plan.lease_seconds, expires_at=int(time.time()) + plan.lease_seconds if plan.lease_seconds else 0,
         )
 
     def declare_cluster(self, name: str, plan: RunPlan, inputs: RunInputs) -> Any:
@@ -148,3 +150,28 @@ class CloudBackend(BaseBackend):
 
     def check_task(self, configuration: TaskConfiguration) -> None:
         return None
+
+    # --- garbage -----------------------------------------------------------------------------
+
+    first_removed: ClassVar[tuple[str, ...]] = ()  # resource types that must go before the others
+
+    def discovery_program(self, runs_with_stacks: set[str]):
+        raise NotImplementedError
+
+    def import_id(self, orphan: Orphan) -> str:
+        return orphan.id
+
+    def find_orphans(self, runs_with_stacks: set[str]) -> list[Orphan]:
+        from dstack_iac.backends.cloud.sweeper import discover
+
+        return discover(self.discovery_program(runs_with_stacks))
+
+    def remove_orphans(self, orphans: Sequence[Orphan]) -> list[str]:
+        from dstack_iac.backends.cloud.sweeper import remove
+
+        removed = []
+        for run_name in sorted({o.run for o in orphans}):
+            mine = [o for o in orphans if o.run == run_name]
+            first = [o for o in mine if o.type in self.first_removed]
+            removed += remove(run_name, [first, [o for o in mine if o not in first]], self.import_id)
+        return removed

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 from dstack_iac.backends.cloud.spec import ClusterSpec
 from dstack_iac.backends.cloud.vm import CloudBackend
-from dstack_iac.backends.gcp import catalog, credentials
+from dstack_iac.backends.gcp import catalog, credentials, sweeper
 from dstack_iac.config.models import VolumeConfiguration
 from dstack_iac.model.backend import OfferRequest
 from dstack_iac.offers.query import OfferQuery
@@ -33,6 +33,11 @@ class GcpBackend(CloudBackend):
                 update["availability_zones"] = (place.availability_zone,)
             query = query.model_copy(update=update)
         return query
+
+    first_removed = sweeper.FIRST
+
+    def discovery_program(self, runs_with_stacks: set[str]):
+        return sweeper.discovery_program(runs_with_stacks)
 
     def volume_zone(self, volume: VolumeConfiguration) -> str | None:
         return volume.availability_zone or (f"{volume.region}-a" if volume.region else None)

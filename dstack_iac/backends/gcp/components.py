@@ -14,6 +14,7 @@ import pulumi_gcp as gcp
 
 from dstack_iac.backends.cloud.node_setup import render_node_setup
 from dstack_iac.backends.cloud.spec import NODE_USER, ClusterSpec
+from dstack_iac.backends.gcp.sweeper import firewall_name
 
 UBUNTU_IMAGE = "ubuntu-os-cloud/ubuntu-2204-lts"
 GPU_IMAGE = "deeplearning-platform-release/common-cu124-ubuntu-2204-py310"
@@ -41,15 +42,20 @@ class GcpTaskCluster(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         zone = spec.offer.availability_zone
         tag = f"dstack-iac-{spec.run_name}"
-        labels = {"dstack-iac-run": gcp_label(spec.run_name)}
+        labels = {gcp_label(key.replace(":", "-")): gcp_label(value) for key, value in spec.tags().items()
+                  if key != "dstack-iac:expires-at"}
+        if spec.expires_at:
+            labels["dstack-iac-expires-at"] = str(spec.expires_at)  # label values allow no ':' (unix time)
 
         self.firewalls = [
             gcp.compute.Firewall(
-                f"{name}-ssh", network=NETWORK, direction="INGRESS", source_ranges=[spec.ssh_cidr],
+                f"{name}-ssh", name=firewall_name(spec.run_name, "ssh"), network=NETWORK, direction="INGRESS",
+                source_ranges=[spec.ssh_cidr],
                 target_tags=[tag], allows=[{"protocol": "tcp", "ports": ["22"]}],
                 description=f"dstack-iac run {spec.run_name}: SSH from the caller", opts=child),
             gcp.compute.Firewall(
-                f"{name}-intra", network=NETWORK, direction="INGRESS", source_tags=[tag], target_tags=[tag],
+                f"{name}-intra", name=firewall_name(spec.run_name, "intra"), network=NETWORK, direction="INGRESS",
+                source_tags=[tag], target_tags=[tag],
                 allows=[{"protocol": "all"}], description=f"dstack-iac run {spec.run_name}: between its nodes",
                 opts=child),
         ]
@@ -81,7 +87,12 @@ class GcpTaskCluster(pulumi.ComponentResource):
                 guest_accelerators=accelerators, scheduling=scheduling,
                 attached_disks=[{"source": disk, "device_name": f"dstack-volume-{index}"}
                                 for index, (volume, disk) in enumerate(zip(spec.volumes, disks)) if volume.rank == rank],
-                metadata={"ssh-keys": f"{NODE_USER}:{spec.authorized_key}", "startup-script": startup_script},
+                # The run's own key only: no OS Login, no project-wide keys, no serial console.
+                metadata={"ssh-keys": f"{NODE_USER}:{spec.authorized_key}", "startup-script": startup_script,
+                          "enable-oslogin": "FALSE", "block-project-ssh-keys": "TRUE", "serial-port-enable": "FALSE"},
+                # Both images are shielded-VM capable; secure boot would refuse the GPU image's driver.
+                shielded_instance_config={"enable_secure_boot": not spec.gpu, "enable_vtpm": True,
+                                          "enable_integrity_monitoring": True},
                 allow_stopping_for_update=True, opts=child,
             ))
         self.nodes = pulumi.Output.all(*[

@@ -72,7 +72,8 @@ class LocalBackend(BaseBackend):
         from dstack_iac.backends.local.resources import LocalTaskCluster
 
         return LocalTaskCluster(name, run_name=plan.run_name, nodes=plan.nodes, user=inputs.user,
-                                authorized_key=inputs.public_key, nodes_dir=str(Path(inputs.run_dir) / "nodes"))
+                                authorized_key=inputs.public_key, nodes_dir=str(Path(inputs.run_dir) / "nodes"),
+                                lease_seconds=plan.lease_seconds)
 
     def declare_volume(self, name: str, volume: VolumeConfiguration) -> dict[str, Any]:
         from dstack_iac.backends.local.resources import LocalVolume
@@ -86,6 +87,22 @@ class LocalBackend(BaseBackend):
         return NodeRuntime(pip_cache_dir=str(cache_dir() / "pip"), wheelhouse=str(wheelhouse_dir()),
                            venv_seeds=str(cache_dir() / "venv-seeds"),
                            namespace_mounts=[(m.source, m.path) for m in plan.mounts_of(endpoint.rank)])
+
+    def leftovers(self, run_name: str, run_dir: Path) -> list[str]:
+        found = []
+        nodes_dir = run_dir / "nodes"
+        for root in sorted(nodes_dir.glob("*")) if nodes_dir.is_dir() else []:
+            pids = local_node.node_processes(root)
+            found.append(f"node {root.name}: " + (f"processes {pids}" if pids else "its directory"))
+        stray = [pid for pid in processes.mentioning(str(nodes_dir)) if not nodes_dir.is_dir()]
+        if stray:
+            found.append(f"processes {stray}")
+        return found
+
+    def forward_ports(self, session, ports):
+        from dstack_iac.backends.local.ports import local_forward_ports
+
+        return local_forward_ports(session, ports)
 
     def sweep(self, run_name: str, run_dir: Path) -> list[str]:
         """Nodes the stack no longer knows (or never knew: a create cut short), found by their

@@ -10,15 +10,16 @@ from dstack_iac.infra.provider import ResourceHandler
 
 NODE_TYPE = "dstack-iac:local:Node"
 VOLUME_TYPE = "dstack-iac:local:Volume"
-NODE_INPUTS = ("run_name", "rank", "node_dir", "user", "authorized_key", "address_base")
+NODE_INPUTS = ("run_name", "rank", "node_dir", "user", "authorized_key", "address_base", "lease_seconds")
 
 
 def _create_node(props: dict) -> tuple[str, dict]:
     from dstack_iac.backends.local.node import start_node
 
-    inputs = {key: props[key] for key in NODE_INPUTS}
+    inputs = {key: props.get(key) for key in NODE_INPUTS}
     # The engine carries numbers as floats.
-    inputs["rank"], inputs["address_base"] = int(inputs["rank"]), int(inputs["address_base"])
+    for number in ("rank", "address_base", "lease_seconds"):
+        inputs[number] = int(inputs.get(number) or 0)
     outputs = start_node(**inputs)
     return f"{props['run_name']}-{inputs['rank']}", {**props, **outputs}
 

@@ -24,6 +24,7 @@ from dstack_iac.state import processes
 SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd", "/sbin/sshd")
 START_TIMEOUT = 15.0
 MARKER = "node.json"
+LEASE = "lease"  # its mtime is the owner's last renewal (see execution/lease.py)
 # Nodes get consecutive addresses from a random base in 127.0.1.0 - 127.255.254.255, so that
 # concurrent runs rarely share one (the port keeps them apart when they do) and no address of a
 # run, however many nodes it has, leaves the loopback network.
@@ -55,13 +56,22 @@ def _free_port(address: str) -> int:
         return probe.getsockname()[1]
 
 
+def _quoted(path: Path, tokens: bool = False) -> str:
+    """A path as sshd_config reads it whatever it holds (spaces, '#', quotes); `tokens` for
+    options that expand %-tokens, where a literal '%' is '%%'."""
+    text = str(path).replace("%", "%%") if tokens else str(path)
+    if '"' in text or "\n" in text:
+        raise NodeStartError(f"sshd cannot be configured with a path holding a double quote or newline: {path}")
+    return f'"{text}"'
+
+
 def _sshd_config(node_dir: Path, address: str, port: int, user: str) -> str:
     ssh = node_dir / "ssh"
     return "\n".join([
         f"ListenAddress {address}:{port}",
-        f"HostKey {ssh / 'host_key'}",
-        f"AuthorizedKeysFile {ssh / 'authorized_keys'}",
-        f"PidFile {node_dir / 'sshd.pid'}",
+        f"HostKey {_quoted(ssh / 'host_key')}",
+        f"AuthorizedKeysFile {_quoted(ssh / 'authorized_keys', tokens=True)}",
+        f"PidFile {_quoted(node_dir / 'sshd.pid')}",
         f"AllowUsers {user}",
         "PubkeyAuthentication yes",
         "PasswordAuthentication no",
@@ -80,13 +90,43 @@ def _sshd_config(node_dir: Path, address: str, port: int, user: str) -> str:
     ])
 
 
+# The node's dead-man switch: when the lease has not been renewed for $2 seconds, the node
+# ends itself: its key is no longer accepted, its sessions and task stop, then its sshd.
+# Plain sh: it costs nothing while it waits. Processes are found by pid (never by name).
+WATCHDOG = r"""
+node=$1 seconds=$2 sshd=$3
+children() {
+  for stat in /proc/[0-9]*/stat; do
+    fields=$(cat "$stat" 2>/dev/null) || continue
+    rest=${fields##*) }; parent=${rest#* }; parent=${parent%% *}
+    [ "$parent" = "$1" ] && { pid=${stat#/proc/}; echo "${pid%/stat}"; }
+  done
+}
+while sleep 1; do
+  last=$(stat -c %Y "$node/lease" 2>/dev/null) || exit 0
+  [ $(( $(date +%s) - last )) -gt "$seconds" ] || continue
+  rm -f "$node/ssh/authorized_keys"
+  task=$(cat "$node/task.pid" 2>/dev/null)
+  for signal in TERM KILL; do
+    [ -n "$task" ] && kill -$signal "-$task" 2>/dev/null
+    for child in $(children "$sshd"); do kill -$signal "$child" 2>/dev/null; done
+    kill -$signal "$sshd" 2>/dev/null
+    [ $signal = TERM ] && sleep 3
+  done
+  date -u +%FT%TZ > "$node/expired"
+  exit 0
+done
+"""
+
+
 def _write(path: Path, text: str, mode: int = 0o600) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
 
 
-def start_node(run_name: str, rank: int, node_dir: str, user: str, authorized_key: str, address_base: int) -> dict:
+def start_node(run_name: str, rank: int, node_dir: str, user: str, authorized_key: str, address_base: int,
+               lease_seconds: int = 0) -> dict:
     sshd = find_sshd()
     if sshd is None:
         raise NodeStartError("sshd is not installed: run scripts/setup or install openssh-server")
@@ -115,6 +155,11 @@ def start_node(run_name: str, rank: int, node_dir: str, user: str, authorized_ke
         # engine never hears about it.
         _write(root / MARKER, json.dumps({"pid": process.pid, "address": address, "port": port}))
         if _wait_listening(process, address, port):
+            if lease_seconds:
+                _write(root / LEASE, "")
+                subprocess.Popen(["sh", "-c", WATCHDOG, "dstack-iac-lease", str(root), str(lease_seconds),
+                                  str(process.pid)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, start_new_session=True)
             host_key = (ssh / "host_key.pub").read_text().split()
             return {
                 "address": address,

@@ -52,8 +52,8 @@ def host_gpus() -> GpuInfo | None:
 def local_offer(resources: ResourcesSpec) -> Offer:
     """This machine as an offer, or NoOffer naming every request it cannot meet."""
     cpus = os.cpu_count() or 1
-    memory = round(host_memory_gb(), 1)
-    disk = round(host_disk_gb(), 1)
+    memory = host_memory_gb()
+    disk = host_disk_gb()
     gpu = host_gpus()
     arch = "arm" if platform.machine().lower() in ("arm64", "aarch64") else "x86"
     problems = []
@@ -63,9 +63,9 @@ def local_offer(resources: ResourcesSpec) -> Offer:
     if resources.cpu.arch and resources.cpu.arch != arch:
         problems.append(f"cpu: asks for {resources.cpu.arch}, this machine is {arch}")
     if resources.memory.min is not None and memory < resources.memory.min:
-        problems.append(f"memory: asks for {resources.memory}, this machine has {format_memory(memory)}")
+        problems.append(f"memory: asks for {resources.memory}, this machine has {_shown(memory)}")
     if resources.disk.size.min is not None and disk < resources.disk.size.min:
-        problems.append(f"disk: asks for {resources.disk.size}, this machine's disk is {format_memory(round(disk))}")
+        problems.append(f"disk: asks for {resources.disk.size}, this machine's disk is {_shown(disk)}")
     wanted = resources.gpu
     if wanted is not None and (wanted.count.min or 0) > 0:
         if gpu is None:
@@ -84,4 +84,9 @@ def local_offer(resources: ResourcesSpec) -> Offer:
         upper = wanted.count.max if wanted.count.max is not None else gpu.count
         used_gpu = gpu.model_copy(update={"count": min(gpu.count, upper)})
     return Offer(backend="local", region="local", instance_type=platform.node() or "localhost", cpus=cpus,
-                 cpu_arch=arch, memory_gb=memory, disk_gb=disk, gpu=used_gpu, spot=False, price=0.0)
+                 cpu_arch=arch, memory_gb=round(memory, 1), disk_gb=round(disk, 1), gpu=used_gpu, spot=False,
+                 price=0.0)
+
+
+def _shown(gb: float) -> str:
+    return format_memory(round(gb)) if gb >= 1 else format_memory(round(gb * 1024) / 1024)

@@ -21,10 +21,10 @@ class LocalNode(pulumi.CustomResource):
     host_key: pulumi.Output[str]
 
     def __init__(self, name: str, *, run_name: str, rank: int, node_dir: str, user: str, authorized_key: str,
-                 address_base: int, opts: pulumi.ResourceOptions | None = None):
+                 address_base: int, lease_seconds: int = 0, opts: pulumi.ResourceOptions | None = None):
         props = {
             "run_name": run_name, "rank": rank, "node_dir": node_dir, "user": user, "authorized_key": authorized_key,
-            "address_base": address_base,
+            "address_base": address_base, "lease_seconds": lease_seconds,
             "address": None, "private_address": None, "port": None, "directory": None, "working_dir": None,
             "pid": None, "host_key": None,
         }
@@ -32,19 +32,21 @@ class LocalNode(pulumi.CustomResource):
 
 
 class LocalTaskCluster(pulumi.ComponentResource):
-    """`nodes` local nodes (sshd on consecutive loopback addresses), each in `<nodes_dir>/<rank>`."""
+    """`nodes` local nodes (sshd on consecutive loopback addresses), each in `<nodes_dir>/<rank>`.
+    With `lease_seconds`, each node ends itself when its lease is not renewed for that long."""
 
     nodes: pulumi.Output[list]
 
     def __init__(self, name: str, *, run_name: str, nodes: int, user: str, authorized_key: str, nodes_dir: str,
-                 address_base: int | None = None, opts: pulumi.ResourceOptions | None = None):
+                 address_base: int | None = None, lease_seconds: int = 0, opts: pulumi.ResourceOptions | None = None):
         from dstack_iac.backends.local.node import random_base
 
         super().__init__("dstack-iac:local:TaskCluster", name, None, opts)
         base = random_base(run_name) if address_base is None else address_base
         self.instances = [
             LocalNode(f"node-{rank}", run_name=run_name, rank=rank, node_dir=f"{nodes_dir}/{rank}", user=user,
-                      authorized_key=authorized_key, address_base=base, opts=pulumi.ResourceOptions(parent=self))
+                      authorized_key=authorized_key, address_base=base, lease_seconds=lease_seconds,
+                      opts=pulumi.ResourceOptions(parent=self))
             for rank in range(nodes)
         ]
         self.nodes = pulumi.Output.all(*[

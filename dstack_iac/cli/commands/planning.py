@@ -26,15 +26,19 @@ def nothing_provisioned() -> Iterator[None]:
 
 
 def load_and_plan(repo_dir: Path, file: Path | None, overrides: Overrides, run_args: list[str],
-                  default_name: str | None = None):
+                  default_name: str | None = None, lease: str | None = None):
     """(task, plan, backend), with the plan table shown and the backend's access checked.
     Without `default_name`, an unnamed task gets a fresh run name."""
     from dstack_iac.backends.registry import get_backend
-    from dstack_iac.runs.planning import plan_task
+    from dstack_iac.runs.planning import lease_seconds, plan_task
+
+    from dstack_iac.paths import require_usable_state_dir
 
     with nothing_provisioned():
+        require_usable_state_dir()
+        seconds = lease_seconds(lease)
         task: Task = load_task(repo_dir, file, overrides, run_args)
-        plan = plan_task(task, task.configuration.name or default_name, note=note)
+        plan = plan_task(task, task.configuration.name or default_name, lease_seconds=seconds, note=note)
         console.print(plan_table(plan), crop=False)
         console.print()
         backend = get_backend(plan.backend)

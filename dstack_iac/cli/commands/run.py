@@ -6,11 +6,11 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
-from dstack_iac.cli.commands.planning import load_and_plan, nothing_provisioned
+from dstack_iac.cli.commands.planning import NOTHING_PROVISIONED, load_and_plan, nothing_provisioned
 from dstack_iac.cli.options import RepoDir, Yes, confirm, task_options
 from dstack_iac.cli.output import error_console
 from dstack_iac.config.loader import Overrides
@@ -21,6 +21,9 @@ def run(
     ctx: typer.Context,
     repo_dir: RepoDir = Path("."),
     yes: Yes = False,
+    lease: Annotated[Optional[str], typer.Option(
+        "--lease", help="End the nodes when this process has not renewed their lease for this long "
+                        "(e.g. 10m; default $DSTACK_IAC_LEASE_SECONDS or 600s).")] = None,
     *,
     file: Optional[Path],
     overrides: Overrides,
@@ -29,10 +32,11 @@ def run(
     """Run a task: provision its nodes as a Pulumi stack, run the commands, tear everything down."""
     from dstack_iac.execution.workdir import pack_working_dir
     from dstack_iac.runs.lifecycle import execute_run
+    from dstack_iac.state.runs import RunNameTaken
     from dstack_iac.runs.log import RunUI
 
     started = time.perf_counter()
-    _task, plan, backend = load_and_plan(repo_dir, file, overrides, run_args)
+    _task, plan, backend = load_and_plan(repo_dir, file, overrides, run_args, lease=lease)
     with nothing_provisioned():
         archive = pack_working_dir(plan.repo_dir)
     plan_seconds = time.perf_counter() - started
@@ -44,8 +48,11 @@ def run(
         line=lambda text: (sys.stdout.write(text + "\n"), sys.stdout.flush()),
         resource=lambda m: error_console.print(f"  {m}", style="dim", markup=False),
     )
-    with nothing_provisioned():  # a name in use is refused before anything is created
+    try:
         result = execute_run(plan, ui, archive, backend=backend)
+    except RunNameTaken as exc:  # refused before anything was created
+        exc.hint = NOTHING_PROVISIONED
+        raise
     result.phases["plan"] = plan_seconds
     _save_phases(plan.run_name, result.phases)
     verdict = "succeeded" if result.exit_code == 0 else f"failed with exit code {result.exit_code}"

@@ -32,6 +32,8 @@ def validate(
         print_json({"valid": False, "errors": [issue.as_dict() for issue in exc.issues]})
         raise typer.Exit(int(exc.exit_status)) from None
     data = task.configuration.model_dump(mode="json")
+    data["commands"] = task.display_commands(task.configuration.commands)
+    data["build"] = task.display_commands(task.configuration.build)
     if as_json:
         print_json({"valid": True, "file": task.display_path, "configuration": data})
         return

@@ -77,10 +77,14 @@ def host_key() -> NodeHostKey:
                        private=SecretStr("-----BEGIN OPENSSH PRIVATE KEY-----\nfake\n-----END OPENSSH PRIVATE KEY-----"))
 
 
+EXPIRES_AT = 1_800_000_000  # 2027-01-15T08:00:00Z
+
+
 def cluster_spec(offer: Offer, nodes: int = 1, **extra) -> ClusterSpec:
-    return ClusterSpec(run_name="train-run", offer=offer, nodes=nodes,
-                       authorized_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIRunKey dstack-iac",
-                       host_keys=[host_key() for _ in range(nodes)], ssh_cidr="198.51.100.7/32", **extra)
+    return ClusterSpec(**{"run_name": "train-run", "offer": offer, "nodes": nodes,
+                          "authorized_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIRunKey dstack-iac",
+                          "host_keys": [host_key() for _ in range(nodes)], "ssh_cidr": "198.51.100.7/32",
+                          "owner": "alice", "lease_seconds": 600, "expires_at": EXPIRES_AT, **extra})
 
 
 def with_registry(offer: Offer, **extra) -> ClusterSpec:
