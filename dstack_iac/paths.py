@@ -134,14 +134,33 @@ def open_private_append(path: Path):
     return os.fdopen(fd, "a", buffering=1, encoding="utf-8", errors="replace")
 
 
+def check_state_dir() -> None:
+    """Fail early when the state dir cannot be used, without creating anything: an existing one
+    must be a writable directory of the user's; a missing one needs a writable place to go."""
+    root = state_dir()
+    probe = root
+    while not os.path.lexists(probe) and probe.parent != probe:
+        probe = probe.parent
+    if probe == root:
+        info = os.stat(root) if root.exists() else root.lstat()
+        _check_owned(root, info)
+    elif not probe.is_dir():
+        raise _unusable(probe, "is a file, not a directory")
+    _probe_write(probe)
+
+
+def _probe_write(directory: Path) -> None:
+    try:
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".dstack-iac-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise _unusable(directory, f"cannot be written ({exc.strerror})") from None
+
+
 def require_usable_state_dir() -> Path:
     """The state dir, created if need be, and proven writable (a read-only disk or a file in the
     way is an error here, before anything is planned, not a strange failure later)."""
     root = ensure_private_dir(state_dir())
-    try:
-        fd, probe = tempfile.mkstemp(dir=root, prefix=".probe-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise _unusable(root, f"cannot be written ({exc.strerror})") from None
+    _probe_write(root)
     return root

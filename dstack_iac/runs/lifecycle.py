@@ -171,9 +171,14 @@ class Run:
         self.inputs = self.backend.prepare(self.plan, self.run_dir)
         self.stack = ManagedStack(self.plan.run_name)
         self.stack.create()
+
+    def tag_stack(self) -> None:
+        """Tag the stack while the commands run: off the run's critical path, and never while an
+        update reads the tags (the engine reads them at the start of every update)."""
+        if self._tagging is not None:
+            return
         tags = {"dstack-iac:run": self.plan.run_name, "dstack-iac:owner": self.record.owner,
                 "dstack-iac:backend": self.plan.backend, "dstack-iac:configuration": self.plan.configuration_path}
-        # Tags help whoever looks at the backend later; they are off the run's critical path.
         self._tagging = threading.Thread(target=self._quietly, args=(self.stack.set_tags, tags), daemon=True)
         self._tagging.start()
 
@@ -191,6 +196,7 @@ class Run:
             text = "\n".join(filter(None, [self.progress.error_text(), exc.render()]))
             raise ProvisioningFailed(text, capacity=self.backend.is_capacity_error(text)) from None
         self.interrupts.checkpoint()
+        self.tag_stack()
         self._endpoints = sorted((NodeEndpoint.model_validate(node) for node in nodes), key=lambda n: n.rank)
         if len(self._endpoints) != self.plan.nodes:
             raise ProvisioningFailed(f"the stack reported {len(self._endpoints)} of {self.plan.nodes} nodes")
@@ -277,6 +283,7 @@ class Run:
                          f"in {max(0, round(give_up_at - time.monotonic()))}s)")
             self._close_group()
             with self.phase(Phase.TEARDOWN):
+                self._wait_for_tags()
                 self.stack.destroy(on_event=self.progress, remove=False)
                 self.backend.sweep(self.plan.run_name, self.run_dir)
             self.interrupts.sleep(RETRY_PAUSE)
@@ -352,8 +359,7 @@ class Run:
         command that finishes the job) when it fails."""
         if self.stack is None:
             return True
-        if self._tagging is not None:
-            self._tagging.join(timeout=30)
+        self._wait_for_tags()
         self.ui.say(f"Tearing down {self.plan.run_name}...")
         try:
             try:
@@ -375,6 +381,10 @@ class Run:
             self.backend.sweep(self.plan.run_name, self.run_dir)
         self.ui.say(f"Torn down: nothing of {self.plan.run_name} is left running.")
         return True
+
+    def _wait_for_tags(self) -> None:
+        if self._tagging is not None:
+            self._tagging.join(timeout=60)
 
     def _gave_up(self) -> None:
         """The user stopped waiting: say what finishes the job; the run stays for `stop`."""

@@ -9,7 +9,7 @@ CASES = [
     ("wrong-type", "type: service\n" + C, 1, "type", "type is 'service': this file must say `type: task`"),
     ("no-commands-no-image", T + "python: '3.11'\n", 1, "commands", "a task needs commands (or an image with its own entrypoint)"),
     ("name-uppercase", T + C + "name: Train\n", 3, "name", "'Train' is not a valid name: 2-41 lowercase letters, digits or '-', starting with a letter"),
-    ("name-reserved", T + C + "name: volume-data\n", 3, "name", "'volume-data': run names starting with 'volume-' are reserved for volumes' stacks"),
+    ("name-reserved", T + C + "name: volume-data\n", 3, "name", "'volume-data': run names starting with 'volume-' are reserved for the stacks of volumes, fleets and previews"),
     ("name-too-short", T + C + "name: a\n", 3, "name", "'a' is not a valid name: 2-41 lowercase letters, digits or '-', starting with a letter"),
     ("python-too-old", T + C + "python: '3.8'\n", 3, "python", "python '3.8' is not supported: use one of 3.9, 3.10, 3.11, 3.12, 3.13, 3.14"),
     ("python-int", T + C + "python: 3\n", 3, "python", "python must be a version like \"3.11\", got 3"),

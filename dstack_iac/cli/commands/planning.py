@@ -32,10 +32,10 @@ def load_and_plan(repo_dir: Path, file: Path | None, overrides: Overrides, run_a
     from dstack_iac.backends.registry import get_backend
     from dstack_iac.runs.planning import lease_seconds, plan_task
 
-    from dstack_iac.paths import require_usable_state_dir
+    from dstack_iac.paths import check_state_dir, require_usable_state_dir
 
     with nothing_provisioned():
-        require_usable_state_dir()
+        check_state_dir()  # before planning reads this machine (its disk is the state dir's)
         seconds = lease_seconds(lease)
         task: Task = load_task(repo_dir, file, overrides, run_args)
         plan = plan_task(task, task.configuration.name or default_name, lease_seconds=seconds, note=note)
@@ -45,4 +45,6 @@ def load_and_plan(repo_dir: Path, file: Path | None, overrides: Overrides, run_a
         source = backend.check_access()
         if source:
             note(f"{backend.name.upper()} credentials: {source}")
+        # Only now is anything written: a task that cannot run leaves no state behind.
+        require_usable_state_dir()
     return task, plan, backend
