@@ -10,7 +10,7 @@ def main() -> None:
     from dstack_iac.backends.registry import provider_handlers
     from dstack_iac.infra.provider import serve
 
-    serve(provider_handlers(), __version__)
+    serve(provider_handlers, __version__)
 
 
 if __name__ == "__main__":

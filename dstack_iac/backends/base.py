@@ -2,34 +2,40 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from dstack_iac.config.models import PortMapping, RetryEvent, TaskConfiguration, VolumeConfiguration
-from dstack_iac.errors import EnvironmentProblem, NodeLost, ProvisioningFailed
-from dstack_iac.execution.ports import forward_ports
-from dstack_iac.execution.session import SESSION_ERRORS, NodeSession
+from dstack_iac.errors import NodeLost, ProvisioningFailed
 from dstack_iac.model.backend import Check, Orphan
 from dstack_iac.model.nodes import NodeEndpoint
 from dstack_iac.model.offers import Catalog
 from dstack_iac.model.plan import NodeRuntime, RunInputs, RunPlan
 
+if TYPE_CHECKING:  # SSH (paramiko) loads only when a run reaches its nodes: planning stays fast
+    from dstack_iac.execution.session import NodeSession
+
 PLACEHOLDER_KEY = "ssh-ed25519 (generated at launch)"
 
 
 def generate_key_pair(path: Path, comment: str) -> str:
-    """An ed25519 key pair at `path` (private, 0600) and `path.pub`; returns the public key."""
-    path.unlink(missing_ok=True)
-    try:
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
-                       check=True, capture_output=True)
-    except FileNotFoundError:
-        raise EnvironmentProblem("ssh-keygen is not installed", hint="install OpenSSH's client") from None
-    path.chmod(0o600)
-    return path.with_suffix(".pub").read_text().strip()
+    """An ed25519 key pair at `path` (OpenSSH format, 0600) and `path.pub`; returns the public
+    key. Made in this process (no ssh-keygen to start)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from dstack_iac.paths import write_private
+
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    line = f"{public.decode()} {comment}"
+    write_private(path, private)
+    write_private(path.with_suffix(".pub"), line + "\n", mode=0o644)
+    return line
 
 
 class BaseBackend:
@@ -76,12 +82,16 @@ class BaseBackend:
         raise NotImplementedError
 
     def connect(self, endpoint: NodeEndpoint, inputs: RunInputs) -> NodeSession:
+        from dstack_iac.execution.session import NodeSession
+
         return NodeSession(endpoint, Path(inputs.key_path), inputs.known_hosts)
 
     def node_runtime(self, plan: RunPlan, endpoint: NodeEndpoint) -> NodeRuntime:
         return NodeRuntime()
 
     def forward_ports(self, session: NodeSession, ports: Sequence[PortMapping]) -> AbstractContextManager[list]:
+        from dstack_iac.execution.ports import forward_ports
+
         return forward_ports(session, ports)
 
     def is_capacity_error(self, text: str) -> bool:
@@ -91,6 +101,8 @@ class BaseBackend:
     def classify(self, error: BaseException) -> RetryEvent | None:
         if isinstance(error, ProvisioningFailed):
             return RetryEvent.NO_CAPACITY if error.capacity else None
+        from dstack_iac.execution.session import SESSION_ERRORS
+
         if isinstance(error, (NodeLost, TimeoutError, *SESSION_ERRORS)):
             return RetryEvent.INTERRUPTION
         return None

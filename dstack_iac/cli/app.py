@@ -69,6 +69,17 @@ for command in (ps.ps, logs.logs, stop.stop, gc.gc, doctor.doctor, schema.schema
 app.add_typer(volume_app, name="volume")
 
 
+def _mount_backend_commands() -> None:
+    """Command groups that backends bring (e.g. `fleet`, with the ssh backend)."""
+    from dstack_iac.backends.registry import command_groups
+
+    for name, group in command_groups():
+        app.add_typer(group, name=name)
+
+
+_mount_backend_commands()
+
+
 def _debugging() -> bool:
     return os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes")
 

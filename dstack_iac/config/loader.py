@@ -357,32 +357,50 @@ def _message(error: dict, field_path: tuple) -> str:
 
 
 @dataclass
-class LoadedVolume:
-    """A `type: volume` file, validated, with what is needed to point at its lines later."""
+class LoadedFile:
+    """A validated `type: X` file (a volume, a fleet, ...) with what is needed to point at its
+    lines later."""
 
-    configuration: VolumeConfiguration
+    configuration: Any
     path: Path
     source: YamlSource
 
     def reject(self, problems: list[tuple[str, str]]) -> None:
-        """Raise the (field, message) problems a backend found, at their lines in the file."""
+        """Raise the (field, message) problems found later (by a backend), at their lines."""
         if not problems:
             return
         issues = []
         for field_name, message in problems:
-            line, column = self.source.position((field_name,), key=True)
+            path = tuple(int(part) if part.isdigit() else part for part in field_name.replace("]", "").replace("[", ".").split("."))
+            line, column = self.source.position(path, key=True)
             issues.append(ConfigIssue(self.source.file, line, column, field_name, message))
         raise ConfigError(issues)
 
 
-def load_volume(file: Path) -> LoadedVolume:
-    """A `type: volume` file, validated with the same positioned errors as tasks."""
+LoadedVolume = LoadedFile
+
+
+def peek_type(file: Path) -> str | None:
+    """The `type:` of a configuration file, or None when it has none (errors are the loader's)."""
     path = discover_configuration(Path.cwd(), file)
     source = load_yaml(read_configuration(path), _display(path))
-    if not isinstance(source.data, dict) or source.data.get("type") != "volume":
+    kind = source.data.get("type") if isinstance(source.data, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def load_file_of_type(file: Path, kind: str, model: type[BaseModel]) -> LoadedFile:
+    """A `type: <kind>` file validated against `model`, with the same positioned errors as tasks."""
+    path = discover_configuration(Path.cwd(), file)
+    source = load_yaml(read_configuration(path), _display(path))
+    if not isinstance(source.data, dict) or source.data.get("type") != kind:
         line, column = source.position(("type",)) if isinstance(source.data, dict) else (1, 1)
-        raise ConfigError([ConfigIssue(source.file, line, column, "type", "this file must say `type: volume`")])
+        raise ConfigError([ConfigIssue(source.file, line, column, "type", f"this file must say `type: {kind}`")])
     try:
-        return LoadedVolume(VolumeConfiguration.model_validate(source.data), path, source)
+        return LoadedFile(model.model_validate(source.data), path, source)
     except ValidationError as exc:
         raise ConfigError(_issues(exc, source.data, {(): _Origin(source, ())}, source)) from None
+
+
+def load_volume(file: Path) -> LoadedFile:
+    """A `type: volume` file, validated with the same positioned errors as tasks."""
+    return load_file_of_type(file, "volume", VolumeConfiguration)

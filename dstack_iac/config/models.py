@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from dstack_iac.config import grammar
+from dstack_iac.config.backend_names import DSTACK_BACKENDS, OWN_BACKENDS, known_backend_names
 from dstack_iac.config.interpolation import NODE_RANK_REFERENCE, env_references, interpolate, resolve_node_rank
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,40}$")
@@ -354,20 +355,6 @@ class SpotPolicy(str, Enum):
     SPOT = "spot"
     ON_DEMAND = "on-demand"
     AUTO = "auto"
-
-
-# Every backend name dstack knows (so dstack's files validate), and dstack-iac's own: whether
-# one is implemented is planning's question (backends/registry.py), not the file's.
-DSTACK_BACKENDS = ("aws", "azure", "amddevcloud", "cloudrift", "crusoe", "cudo", "datacrunch", "digitalocean",
-                   "dstack", "gcp", "hotaisle", "kubernetes", "lambda", "local", "nebius", "oci", "remote", "runpod",
-                   "tensordock", "vastai", "verda", "vultr")
-OWN_BACKENDS = ("ssh",)
-BACKEND_PLUGINS_ENV = "DSTACK_IAC_BACKENDS"  # name=module:Class,... (backends developed outside the package)
-
-
-def known_backend_names() -> tuple[str, ...]:
-    plugins = [item.split("=", 1)[0].strip() for item in os.environ.get(BACKEND_PLUGINS_ENV, "").split(",") if "=" in item]
-    return tuple(dict.fromkeys([*DSTACK_BACKENDS, *OWN_BACKENDS, *plugins]))
 
 
 def _backend_name(value: Any) -> Any:

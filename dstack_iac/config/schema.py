@@ -79,8 +79,9 @@ def task_json_schema() -> dict[str, Any]:
     return schema
 
 
-def configuration_json_schema() -> dict[str, Any]:
-    """What editors check `*.dstack.yml` against: a task or a volume, told apart by `type`."""
+def configuration_json_schema(extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What editors check `*.dstack.yml` against: a task, a volume, or a type a backend brings
+    (`extra`: type name -> model), told apart by `type`."""
     task = task_json_schema()
     definitions = task.pop("$defs", {})
     volume = VolumeConfiguration.model_json_schema(mode="validation")
@@ -88,10 +89,17 @@ def configuration_json_schema() -> dict[str, Any]:
                                              {"type": "null"}]
     volume["title"] = "dstack-iac volume configuration"
     definitions.update(TaskConfiguration=task, VolumeConfiguration=volume)
+    references = [{"$ref": "#/$defs/TaskConfiguration"}, {"$ref": "#/$defs/VolumeConfiguration"}]
+    for kind, model in (extra or {}).items():
+        schema = model.model_json_schema(mode="validation")
+        definitions.update(schema.pop("$defs", {}))
+        name = model.__name__
+        definitions[name] = {**schema, "title": f"dstack-iac {kind} configuration"}
+        references.append({"$ref": f"#/$defs/{name}"})
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "dstack-iac configuration (.dstack.yml)",
-        "oneOf": [{"$ref": "#/$defs/TaskConfiguration"}, {"$ref": "#/$defs/VolumeConfiguration"}],
+        "oneOf": references,
         "$defs": definitions,
     }
 

@@ -175,3 +175,78 @@ def run_on_group(
     result = group.each(node)
     result.raise_first()
     return outcome.exit_code(result.values)
+
+
+class Connector:
+    """Connects to nodes as they become known (while the others are still being created), and
+    readies each one (uploads the working directory) in the same thread."""
+
+    def __init__(self, connect: Callable[[NodeEndpoint], NodeSession], ready: Callable[[NodeSession], None],
+                 on_first: Callable[[str], None] = lambda _: None):
+        self._connect = connect
+        self._ready = ready
+        self._on_first = on_first
+        self._lock = threading.Condition()
+        self._started: set[int] = set()
+        self._sessions: dict[int, NodeSession] = {}
+        self._connected: set[int] = set()
+        self._readied: set[int] = set()
+        self._errors: dict[int, BaseException] = {}
+        self._told: set[str] = set()
+
+    def _say_once(self, what: str) -> None:
+        with self._lock:
+            if what in self._told:
+                return
+            self._told.add(what)
+        self._on_first(what)
+
+    def start(self, endpoint: NodeEndpoint) -> None:
+        with self._lock:
+            if endpoint.rank in self._started:
+                return
+            self._started.add(endpoint.rank)
+        threading.Thread(target=self._work, args=(endpoint,), daemon=True, name=f"connect-{endpoint.rank}").start()
+
+    def _work(self, endpoint: NodeEndpoint) -> None:
+        try:
+            self._say_once("connect")
+            session = self._connect(endpoint)
+            with self._lock:
+                self._sessions[endpoint.rank] = session
+                self._connected.add(endpoint.rank)
+                self._lock.notify_all()
+            self._say_once("ready")
+            self._ready(session)
+            with self._lock:
+                self._readied.add(endpoint.rank)
+                self._lock.notify_all()
+        except Exception as exc:  # noqa: BLE001 - reported by the wait that needs this node
+            with self._lock:
+                self._errors[endpoint.rank] = exc
+                self._lock.notify_all()
+
+    def _wait(self, ranks: Sequence[int], done: set[int], abort: Callable[[], None] | None) -> None:
+        with self._lock:
+            while not all(rank in done or rank in self._errors for rank in ranks):
+                self._lock.wait(timeout=0.2)
+                if abort is not None:
+                    abort()
+            for rank in sorted(ranks):
+                if rank in self._errors:
+                    raise self._errors[rank]
+
+    def wait_connected(self, endpoints: Sequence[NodeEndpoint], abort: Callable[[], None] | None = None) -> None:
+        for endpoint in endpoints:
+            self.start(endpoint)
+        self._wait([e.rank for e in endpoints], self._connected, abort)
+
+    def wait_ready(self, endpoints: Sequence[NodeEndpoint], abort: Callable[[], None] | None = None) -> NodeGroup:
+        self._wait([e.rank for e in endpoints], self._readied, abort)
+        return NodeGroup([self._sessions[e.rank] for e in endpoints])
+
+    def close(self) -> None:
+        """Close every session opened so far (a failed run's, or a retry's)."""
+        with self._lock:
+            sessions = list(self._sessions.values())
+        NodeGroup(sessions).close()

@@ -3,6 +3,7 @@ outputs: upload the working directory, run the node script, stop it, renew the r
 
 from __future__ import annotations
 
+import base64
 import shlex
 import threading
 import time
@@ -18,6 +19,16 @@ from dstack_iac.model.nodes import NodeEndpoint
 
 CONNECT_TIMEOUT = 20
 SESSION_ERRORS = (paramiko.SSHException, OSError, EOFError)
+
+
+def pin_host_key(client: paramiko.SSHClient, endpoint: NodeEndpoint) -> None:
+    """Accept exactly the host key the stack reported for this node (no file needed)."""
+    if not endpoint.host_key.strip():
+        return
+    key_type, _, rest = endpoint.host_key.strip().partition(" ")
+    key = paramiko.PKey.from_type_string(key_type, base64.b64decode(rest.split()[0]))
+    client.get_host_keys().add(f"[{endpoint.address}]:{endpoint.port}" if endpoint.port != 22 else endpoint.address,
+                               key_type, key)
 
 
 def write_known_hosts(path: Path, nodes: Sequence[NodeEndpoint]) -> None:
@@ -53,7 +64,7 @@ class LineWriter:
 class NodeSession:
     """One node. `node_dir` holds what the run keeps there (pid file, script, lease)."""
 
-    def __init__(self, endpoint: NodeEndpoint, key_path: Path, known_hosts: Path):
+    def __init__(self, endpoint: NodeEndpoint, key_path: Path, known_hosts: Path | None = None):
         self.endpoint = endpoint
         self.key_path = key_path
         self.known_hosts = known_hosts
@@ -91,25 +102,42 @@ class NodeSession:
         )
         # Fabric trusts unknown hosts by default; a run knows its nodes' host keys, so reject others.
         connection.client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        connection.client.load_host_keys(str(self.known_hosts))
+        pin_host_key(connection.client, self.endpoint)
+        if self.known_hosts is not None and self.known_hosts.is_file():
+            connection.client.load_host_keys(str(self.known_hosts))
         connection.open()
         return connection
 
+    def _feed(self, command: str, data: bytes) -> None:
+        """Run `command` on its own channel with `data` as its stdin: one round trip, no SFTP."""
+        channel = self.connection.transport.open_session()
+        try:
+            channel.exec_command(command)
+            channel.sendall(data)
+            channel.shutdown_write()
+            errors = b""
+            while not channel.exit_status_ready() or channel.recv_stderr_ready():
+                if channel.recv_stderr_ready():
+                    errors += channel.recv_stderr(65536)
+                elif channel.recv_ready():
+                    channel.recv(65536)
+                else:
+                    channel.status_event.wait(0.05)
+            status = channel.recv_exit_status()
+        finally:
+            channel.close()
+        if status != 0:
+            raise OSError(f"node {self.endpoint.rank}: `{command.split(' &&')[0]}` failed ({status}): "
+                          f"{errors.decode(errors='replace').strip()}")
+
     def put_private(self, data: bytes, remote: str, mode: int = 0o600) -> None:
         """Write a file on the node readable by the run's user only (it may hold secrets)."""
-        sftp = self.connection.sftp()
-        with sftp.open(remote, "wb") as handle:
-            handle.chmod(mode)
-            handle.write(data)
+        path = shlex.quote(remote)
+        self._feed(f"umask 077 && cat > {path} && chmod {mode:o} {path}", data)
 
     def upload(self, archive: bytes) -> None:
-        remote = f"{self.node_dir}/workdir.tar.gz"
-        self.put_private(archive, remote)
         working_dir = shlex.quote(self.endpoint.working_dir)
-        self.connection.run(
-            f"mkdir -p {working_dir} && tar -xzf {shlex.quote(remote)} -C {working_dir} && rm -f {shlex.quote(remote)}",
-            hide=True,
-        )
+        self._feed(f"mkdir -p {working_dir} && tar -xzf - -C {working_dir}", archive)
 
     def run_script(self, script: str, emit: Callable[[str], None], prefix: str,
                    mounts: Sequence[tuple[str, str]] = ()) -> int:

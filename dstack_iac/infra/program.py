@@ -17,7 +17,11 @@ CLUSTER_NAME = "run"
 
 
 def run_program(plan: RunPlan, backend: Backend, inputs: RunInputs,
-                on_nodes: Callable[[list[dict]], None] | None = None) -> Callable[[], None]:
+                on_nodes: Callable[[list[dict]], None] | None = None,
+                on_node: Callable[[dict], None] | None = None) -> Callable[[], None]:
+    """`on_nodes` gets every node once all exist; `on_node` each node as soon as it exists
+    (when the backend's component says per node, see ClusterResource)."""
+
     def program() -> None:
         import pulumi
 
@@ -25,6 +29,9 @@ def run_program(plan: RunPlan, backend: Backend, inputs: RunInputs,
         pulumi.export("nodes", cluster.nodes)
         if on_nodes is not None:
             cluster.nodes.apply(on_nodes)
+        if on_node is not None:
+            for output in getattr(cluster, "node_outputs", None) or []:
+                output.apply(on_node)
 
     return program
 

@@ -86,15 +86,24 @@ def _to_struct(protocol: _Protocol, values: Mapping) -> Any:
     return struct
 
 
-def make_servicer(protocol: _Protocol, handlers: Mapping[str, ResourceHandler], version: str):
+HandlerSource = Callable[[str], Mapping[str, ResourceHandler]]  # a backend's name -> its handlers
+
+
+def make_servicer(protocol: _Protocol, handlers_of: HandlerSource, version: str):
     pb = protocol.provider_pb2
+    loaded: dict[str, ResourceHandler] = {}
+    lock = threading.Lock()
 
     def handler_for(urn_or_type: str) -> ResourceHandler:
         token = urn_or_type.split("::")[-2].split("$")[-1] if "::" in urn_or_type else urn_or_type
-        try:
-            return handlers[token]
-        except KeyError:
-            raise HandlerError(f"{PROVIDER_NAME} has no resource type {token!r}") from None
+        with lock:
+            if token not in loaded:
+                # dstack-iac:<backend>:<Type>: only the backend a resource belongs to is loaded.
+                loaded.update(handlers_of(token.split(":")[1] if token.count(":") == 2 else ""))
+            try:
+                return loaded[token]
+            except KeyError:
+                raise HandlerError(f"{PROVIDER_NAME} has no resource type {token!r}") from None
 
     def failing(context, exc: BaseException):
         import grpc
@@ -166,14 +175,14 @@ def make_servicer(protocol: _Protocol, handlers: Mapping[str, ResourceHandler], 
     return Servicer()
 
 
-def serve(handlers: Mapping[str, ResourceHandler], version: str) -> None:
+def serve(handlers_of: HandlerSource, version: str) -> None:
     """Serve until the engine closes us: print the port, as the plugin protocol asks."""
     import grpc
 
     protocol = load_protocol()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16),
                          options=[("grpc.max_receive_message_length", 400 * 1024 * 1024)])
-    protocol.provider_grpc.add_ResourceProviderServicer_to_server(make_servicer(protocol, handlers, version), server)
+    protocol.provider_grpc.add_ResourceProviderServicer_to_server(make_servicer(protocol, handlers_of, version), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     sys.stdout.write(f"{port}\n")

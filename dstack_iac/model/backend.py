@@ -77,7 +77,9 @@ class OfferRequest(BaseModel):
 
 @runtime_checkable
 class ClusterResource(Protocol):
-    """A run's nodes as a Pulumi component: `nodes` resolves to one NodeEndpoint dict per rank."""
+    """A run's nodes as a Pulumi component: `nodes` resolves to one NodeEndpoint dict per rank.
+    A component may also offer `node_outputs` (one Output per rank, each resolving as soon as its
+    node exists), so the run can connect to a node while the others are still being created."""
 
     nodes: Any  # pulumi.Output[list[dict]]
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from dstack_iac.backends.registry import get_backend
 from dstack_iac.config.models import RetryEvent
 from dstack_iac.errors import DstackIacError, ExitStatus, Interrupted, PhaseFailed, ProvisioningFailed
-from dstack_iac.execution.group import CommandsOutcome, NodeGroup, run_on_group
+from dstack_iac.execution.group import CommandsOutcome, Connector, NodeGroup, run_on_group
 from dstack_iac.execution.lease import LeaseKeeper
 from dstack_iac.execution.script import node_script
 from dstack_iac.execution.session import NodeSession, write_known_hosts
@@ -99,6 +99,7 @@ class Run:
         self._endpoints: list[NodeEndpoint] = []
         self._tagging: threading.Thread | None = None
         self._lease: LeaseKeeper | None = None
+        self._connector: Connector | None = None
         self._record_lock = threading.Lock()
         self._record_unwritable = False
 
@@ -166,11 +167,13 @@ class Run:
     # --- phases ------------------------------------------------------------------------------
 
     def prepare(self) -> None:
+        self.stack = ManagedStack(self.plan.run_name)
+        # The stack is created (an engine process) while this process packs the upload and makes keys.
+        creating = _Background(self.stack.create)
         if self.archive is None:
             self.archive = pack_working_dir(self.plan.repo_dir)
         self.inputs = self.backend.prepare(self.plan, self.run_dir)
-        self.stack = ManagedStack(self.plan.run_name)
-        self.stack.create()
+        creating.result()
 
     def tag_stack(self) -> None:
         """Tag the stack while the commands run: off the run's critical path, and never while an
@@ -186,7 +189,10 @@ class Run:
         plural = "s" if self.plan.nodes > 1 else ""
         self.ui.say(f"Provisioning {self.plan.nodes} node{plural} ({self.plan.backend})...")
         nodes: list[dict] = []
-        program = run_program(self.plan, self.backend, self.inputs, on_nodes=lambda resolved: nodes.extend(resolved))
+        self._connector = Connector(lambda endpoint: self.backend.connect(endpoint, self.inputs),
+                                    lambda session: session.upload(self.archive), self._announce)
+        program = run_program(self.plan, self.backend, self.inputs, on_nodes=lambda resolved: nodes.extend(resolved),
+                              on_node=self._node_exists)
         engine = self.stack.engine
         try:
             with self.interrupts.while_running(engine.cancel):
@@ -202,11 +208,24 @@ class Run:
             raise ProvisioningFailed(f"the stack reported {len(self._endpoints)} of {self.plan.nodes} nodes")
         return self._endpoints
 
+    def _node_exists(self, node: dict) -> None:
+        """A node is created (the others may not be yet): connect to it and upload already."""
+        if self.interrupts.requested is None:
+            self._connector.start(NodeEndpoint.model_validate(node))
+
+    def _announce(self, what: str) -> None:
+        count = self.plan.nodes
+        if what == "connect":
+            self.ui.say(f"Connecting to {count} node{'s' if count > 1 else ''}...")
+        else:
+            self.ui.say(f"Uploading the working directory ({len(self.archive) / 1024:.0f} KB)...")
+
     def connect(self) -> None:
-        self.ui.say(f"Connecting to {len(self._endpoints)} node{'s' if len(self._endpoints) > 1 else ''}...")
-        write_known_hosts(self.inputs.known_hosts, self._endpoints)
-        self.group = NodeGroup.connect(self._endpoints, lambda endpoint: self.backend.connect(endpoint, self.inputs),
-                                       abort=self.interrupts.checkpoint)
+        write_known_hosts(self.inputs.known_hosts, self._endpoints)  # for people's own `ssh`, later
+        self._connector.wait_connected(self._endpoints, abort=self.interrupts.checkpoint)
+
+    def upload(self) -> None:
+        self.group = self._connector.wait_ready(self._endpoints, abort=self.interrupts.checkpoint)
         if self.plan.lease_seconds:
             self._lease = LeaseKeeper(self.group, self.plan.lease_seconds, self._lease_renewed).start()
 
@@ -225,9 +244,6 @@ class Run:
                     self._record_unwritable = True
                     self.ui.warn(f"The run's record could not be saved ({exc.message}); the run goes on")
 
-    def upload(self) -> None:
-        self.ui.say(f"Uploading the working directory ({len(self.archive) / 1024:.0f} KB)...")
-        self.group.upload(self.archive, abort=self.interrupts.checkpoint)
 
     def execute(self) -> int:
         configuration = self.plan.configuration
@@ -396,9 +412,13 @@ class Run:
         if self._lease is not None:
             self._lease.stop()
             self._lease = None
-        if self.group is not None:
+        # The group's sessions are the connector's: each is closed once.
+        if self._connector is not None:
+            self._connector.close()
+        elif self.group is not None:
             self.group.close()
-            self.group = None
+        self._connector = None
+        self.group = None
 
     def _abandon(self) -> None:
         """The user stopped waiting: stop the engine's processes (ours, by pid) so that nothing
@@ -413,6 +433,26 @@ class Run:
             call(*args)
         except Exception:  # noqa: BLE001 - tags are a convenience; the run goes on without them
             pass
+
+
+class _Background:
+    """A call in a thread of its own; `result()` waits for it and raises what it raised."""
+
+    def __init__(self, call) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(call,), daemon=True)
+        self._thread.start()
+
+    def _run(self, call) -> None:
+        try:
+            call()
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
+            self._error = exc
+
+    def result(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def _short(exc: BaseException) -> str:

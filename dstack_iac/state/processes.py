@@ -8,13 +8,29 @@ import time
 from pathlib import Path
 
 
-def parent_of(pid: int) -> int | None:
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat from the state field on (the command name may hold spaces and
+    parentheses: the fields follow the last ')')."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
         return None
-    # The command name may contain spaces and parentheses: fields follow the last ')'.
-    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def parent_of(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields else None
+
+
+def start_time(pid: int) -> int | None:
+    """When the process started (clock ticks since boot): with the pid, an identity that a
+    reused pid cannot fake, and that holds when a process rewrites its own command line."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields else None
+
+
+def is_same_process(pid: int, started: int | None) -> bool:
+    return bool(pid) and started is not None and alive(pid) and start_time(pid) == started
 
 
 def descendants(root: int) -> list[int]:
@@ -40,17 +56,8 @@ def alive(pid: int) -> bool:
     except PermissionError:
         return True
     # A zombie has exited: it only waits for its parent to reap it.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def command_line(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 def terminate(pids: list[int], grace: float = 3.0) -> None:
@@ -93,15 +100,23 @@ def _signal(pid: int, sig: int) -> None:
 def mentioning(text: str, environment: bool = True) -> list[int]:
     """Live processes (other than this one) whose command line, or environment, contains
     `text`: how a run's leftovers are found by the paths they carry."""
-    needle = text.encode()
+    needles = {text.encode(), _as_shown_by_sshd(text)}
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if needle in (entry / "cmdline").read_bytes() or (environment and needle in (entry / "environ").read_bytes()):
+            cmdline = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes() if environment else b""
+            if any(needle in cmdline or needle in environ for needle in needles):
                 if alive(int(entry.name)):
                     found.append(int(entry.name))
         except OSError:
             continue
     return found
+
+
+def _as_shown_by_sshd(text: str) -> bytes:
+    """sshd rewrites its command line with every non-ASCII byte as a backslashed octal
+    escape: a path holding one is only found in that form."""
+    return b"".join(bytes([b]) if b < 0x80 else b"\\%03o" % b for b in text.encode())

@@ -120,7 +120,8 @@ def test_reference_doc_is_generated_from_the_models():
 def test_schema_command_prints_json_schema():
     result = run_cli("schema")
     schema = json.loads(result.stdout)
-    assert schema["oneOf"] == [{"$ref": "#/$defs/TaskConfiguration"}, {"$ref": "#/$defs/VolumeConfiguration"}]
+    # Tasks and volumes first; the types backends bring (an SSH fleet) follow.
+    assert schema["oneOf"][:2] == [{"$ref": "#/$defs/TaskConfiguration"}, {"$ref": "#/$defs/VolumeConfiguration"}]
     task, volume = schema["$defs"]["TaskConfiguration"], schema["$defs"]["VolumeConfiguration"]
     assert "commands" in task["properties"] and task["additionalProperties"] is False
     assert task["properties"]["type"]["const"] == "task" and volume["properties"]["type"]["const"] == "volume"

@@ -124,13 +124,14 @@ class AwsTaskCluster(pulumi.ComponentResource):
                 instance_id=self.instances[volume.rank].id, opts=child)
             for index, (volume, volume_id) in enumerate(zip(spec.volumes, volume_ids))
         ]
-        self.nodes = pulumi.Output.all(*[
+        self.node_outputs = [
             pulumi.Output.all(
                 rank=rank, address=instance.public_ip, private_address=instance.private_ip, port=22, user=NODE_USER,
                 host_key=spec.host_key(rank).public if spec.host_key(rank) else "", working_dir=spec.working_dir,
             )
             for rank, instance in enumerate(self.instances)
-        ])
+        ]
+        self.nodes = pulumi.Output.all(*self.node_outputs)
         self.register_outputs({"nodes": self.nodes})
 
 

@@ -17,7 +17,6 @@ from dstack_iac.backends.cloud.credentials import CredentialSource, require_cred
 from dstack_iac.backends.cloud.node_setup import READY_MARKER
 from dstack_iac.backends.cloud.spec import NODE_ROOT, NODE_USER, ClusterSpec, MountedVolume, RegistryLogin
 from dstack_iac.config.models import TaskConfiguration, VolumeConfiguration
-from dstack_iac.execution.session import NodeSession
 from dstack_iac.model.backend import Check, OfferRequest, Orphan
 from dstack_iac.model.nodes import NodeEndpoint
 from dstack_iac.model.offers import Offer
@@ -130,7 +129,9 @@ class CloudBackend(BaseBackend):
 
     # --- executing ---------------------------------------------------------------------------
 
-    def connect(self, endpoint: NodeEndpoint, inputs: RunInputs) -> NodeSession:
+    def connect(self, endpoint: NodeEndpoint, inputs: RunInputs):
+        from dstack_iac.execution.session import NodeSession
+
         return NodeSession.when_ready(endpoint, Path(inputs.key_path), inputs.known_hosts, READY_MARKER,
                                       timeout=BOOT_TIMEOUT)
 

@@ -95,14 +95,15 @@ class GcpTaskCluster(pulumi.ComponentResource):
                                           "enable_integrity_monitoring": True},
                 allow_stopping_for_update=True, opts=child,
             ))
-        self.nodes = pulumi.Output.all(*[
+        self.node_outputs = [
             pulumi.Output.all(
                 rank=rank, address=instance.network_interfaces[0].access_configs[0].nat_ip,
                 private_address=instance.network_interfaces[0].network_ip, port=22, user=NODE_USER,
                 host_key=spec.host_key(rank).public if spec.host_key(rank) else "", working_dir=spec.working_dir,
             )
             for rank, instance in enumerate(self.instances)
-        ])
+        ]
+        self.nodes = pulumi.Output.all(*self.node_outputs)
         self.register_outputs({"nodes": self.nodes})
 
 

@@ -153,7 +153,8 @@ def start_node(run_name: str, rank: int, node_dir: str, user: str, authorized_ke
         log.close()
         # Recorded before anything else can happen to us, so the node is findable even if the
         # engine never hears about it.
-        _write(root / MARKER, json.dumps({"pid": process.pid, "address": address, "port": port}))
+        _write(root / MARKER, json.dumps({"pid": process.pid, "started": processes.start_time(process.pid),
+                                          "address": address, "port": port}))
         if _wait_listening(process, address, port):
             if lease_seconds:
                 _write(root / LEASE, "")
@@ -194,10 +195,11 @@ def node_processes(root: Path) -> list[int]:
     anything else whose command line names the node's directory."""
     found = set(processes.mentioning(str(root)))
     try:
-        pid = int(json.loads((root / MARKER).read_text())["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pid = 0
-    if pid and processes.alive(pid) and str(root / "sshd_config") in processes.command_line(pid):
+        marker = json.loads((root / MARKER).read_text())
+        pid, started = int(marker["pid"]), marker.get("started")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pid, started = 0, None
+    if processes.is_same_process(pid, started):
         found.add(pid)
     for pid in list(found):
         found.update(processes.descendants(pid))

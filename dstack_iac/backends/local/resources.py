@@ -49,13 +49,14 @@ class LocalTaskCluster(pulumi.ComponentResource):
                       opts=pulumi.ResourceOptions(parent=self))
             for rank in range(nodes)
         ]
-        self.nodes = pulumi.Output.all(*[
+        self.node_outputs = [
             pulumi.Output.all(
                 rank=rank, address=n.address, private_address=n.private_address, port=n.port, user=n.user,
                 host_key=n.host_key, working_dir=n.working_dir, directory=n.directory,
             )
             for rank, n in enumerate(self.instances)
-        ])
+        ]
+        self.nodes = pulumi.Output.all(*self.node_outputs)
         self.register_outputs({"nodes": self.nodes})
 
 
