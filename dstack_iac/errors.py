@@ -69,11 +69,15 @@ class BadInput(DstackIacError):
 class UnsupportedField(BadInput):
     """A field the chosen backend cannot honour: refused before anything is provisioned."""
 
-    def __init__(self, field: str, backend: str, why: str, instead: str = ""):
+    def __init__(self, field: str, backend: str, why: str, instead: str = "", where: str = ""):
         message = f"{field}: the {backend} backend cannot honour it: {why}"
-        super().__init__(message + (f"; {instead}" if instead else ""))
-        self.field = field
-        self.backend = backend
+        message += f"; {instead}" if instead else ""
+        super().__init__(f"{where}: {message}" if where else message)
+        self.field, self.backend, self.why, self.instead = field, backend, why, instead
+
+    def located(self, where: str) -> UnsupportedField:
+        """The same refusal, prefixed with the `file:line:column` of its field."""
+        return UnsupportedField(self.field, self.backend, self.why, self.instead, where=where)
 
 
 class NoOffer(DstackIacError):

@@ -29,6 +29,12 @@ def state_dir() -> Path:
     return Path(os.path.abspath(os.path.expanduser(configured)))
 
 
+def backend_url() -> str:
+    """The Pulumi backend: an explicit PULUMI_BACKEND_URL wins; else a file backend in the state
+    dir (percent-encoded, so any path works)."""
+    return os.environ.get("PULUMI_BACKEND_URL") or (state_dir() / "pulumi").as_uri()
+
+
 def cache_dir() -> Path:
     """Per-user cache shared by all state dirs (the Pulumi engine build, the wheel cache)."""
     base = os.environ.get("XDG_CACHE_HOME")

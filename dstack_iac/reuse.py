@@ -14,6 +14,7 @@ the commands: that stays with `dstack-iac run`, or with your own tooling over SS
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +27,48 @@ from dstack_iac.runs.planning import plan_task
 
 
 def task_cluster(name: str, configuration: str | Path, *, public_key: str, ssh_cidr: str | None = None,
-                 run_name: str | None = None, user: str | None = None) -> Any:
+                 run_name: str | None = None, user: str | None = None, tags: Mapping[str, str] | None = None,
+                 declare_offer: bool = True, reviewed_plan: str | Path | None = None) -> Any:
     """The nodes of the task in `configuration`, as its backend's cluster component (output
-    `nodes`). `ssh_cidr` is required for cloud backends."""
+    `nodes`). `ssh_cidr` is required for cloud backends. `name` prefixes every resource's name
+    (`{name}-node-0`, `{name}-sg`, ...); `run_name` is the run's name in the `dstack-iac:run`
+    tag; `tags` are added to the task's own `tags` on every cloud resource (a team's cost
+    centre, ...). With `declare_offer`, the chosen offer is a component of the stack too
+    (`{name}-offer`, type dstack-iac:run:Offer), as in a run's stack: the same policy packs see
+    its price, nodes and instance type. `reviewed_plan`: a plan saved by `dstack-iac preview
+    --save-plan`; the program refuses (PlanMismatch, before declaring anything) when the
+    configuration, the offer or the nodes differ from it."""
     path = Path(configuration).resolve()
     task = load_task(path.parent, path)
     plan = plan_task(task, run_name or task.configuration.name or name)
+    if tags:
+        from dstack_iac.config.run_policies import check_tags
+
+        merged = check_tags({**(plan.configuration.tags or {}), **dict(tags)})  # the task's own rules for tags
+        plan = plan.model_copy(update={"configuration": plan.configuration.model_copy(update={"tags": merged})})
+    if reviewed_plan is not None:
+        _check_reviewed(plan, Path(reviewed_plan))
     backend = get_backend(plan.backend)
     inputs = RunInputs(run_name=plan.run_name, run_dir=str(run_dir(plan.run_name)), public_key=public_key,
                        key_path="", user=user or backend.node_user(), ssh_cidr=ssh_cidr)
+    if declare_offer:
+        from dstack_iac.infra.offer_resource import declare_offer as offer_component
+
+        offer_component(f"{name}-offer", plan.offer, plan.nodes, rented=backend.catalog is not None)
     return backend.declare_cluster(name, plan, inputs)
+
+
+def _check_reviewed(plan: Any, path: Path) -> None:
+    """The program's plan against the reviewed one: configuration, offer and nodes. The run name
+    is the program's own, and its resources are what the engine's preview shows (a program
+    cannot see them before declaring them)."""
+    from dstack_iac.infra.reviewed_plan import PlanMismatch, differences, load_plan, plan_document
+
+    saved = load_plan(path)
+    current = plan_document(plan, [])
+    found = differences({**saved, "run_name": current["run_name"], "resources": []}, current)
+    if found:
+        raise PlanMismatch(path, found)
 
 
 def volume(configuration: str | Path) -> None:

@@ -25,15 +25,18 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
                           timeout=timeout, **kwargs)
 
 
-def dstack(home: Path, *args: str, timeout: float = 300, cwd: Path | None = None, env: dict | None = None):
-    return run_cli(*args, cwd=cwd, env={"DSTACK_IAC_HOME": str(home), **(env or {})}, timeout=timeout)
+def dstack(home: Path, *args: str, timeout: float = 300, cwd: Path | None = None, env: dict | None = None,
+           input: str | None = None):
+    return run_cli(*args, cwd=cwd, env={"DSTACK_IAC_HOME": str(home), **(env or {})}, timeout=timeout, input=input)
 
 
 def spawn(home: Path, *args: str, cwd: Path | None = None, env: dict | None = None,
           new_session: bool = False) -> subprocess.Popen:
     full_env = {**os.environ, "DSTACK_IAC_HOME": str(home), "COLUMNS": "200", "NO_COLOR": "1", **(env or {})}
-    return subprocess.Popen([*CLI, *args], cwd=cwd or REPO, env=full_env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=new_session)
+    # No stdin: a CLI that asks would wait for the test's terminal.
+    return subprocess.Popen([*CLI, *args], cwd=cwd or REPO, env=full_env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                            start_new_session=new_session)
 
 
 def write_task(directory: Path, body: str, name: str = "t.dstack.yml") -> Path:
@@ -106,3 +109,62 @@ def assert_nothing_left(home: Path) -> None:
     assert left == [], describe(left)
     assert list(home.glob("runs/*/nodes/*")) == []
     assert list(home.glob("runs/*/id_ed25519*")) == [], "the run's keys are removed with it"
+
+
+class OutputReader:
+    """A process's output read in a thread: wait for a line with a deadline (never hang a test)."""
+
+    def __init__(self, process: subprocess.Popen):
+        import queue
+        import threading
+
+        self.process = process
+        self.lines: list[str] = []
+        self._queue: queue.Queue = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.process.stdout:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def wait_for(self, text: str, timeout: float = 60, since: int = 0) -> str:
+        """The first line containing `text` (among those read, from index `since`, then new ones);
+        AssertionError after `timeout`."""
+        import queue
+
+        for line in self.lines[since:]:
+            if text in line:
+                return line
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self._queue.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.lines.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"{text!r} did not appear within {timeout}s; output:\n{''.join(self.lines)[-3000:]}")
+
+    def rest(self, timeout: float = 60) -> str:
+        """Everything until the process exits."""
+        self.process.wait(timeout=timeout)
+        while True:
+            line = self._queue.get(timeout=timeout)
+            if line is None:
+                return "".join(self.lines)
+            self.lines.append(line)
+
+
+def wait_for(predicate, timeout: float, what: str, every: float = 0.2):
+    """Poll `predicate` until it returns something truthy (returned), else fail saying `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"{what} within {timeout}s")

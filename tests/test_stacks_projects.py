@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, processes_mentioning
+from tests.helpers import REPO, dstack, processes_mentioning
 
 pytestmark = pytest.mark.e2e
 
@@ -23,10 +23,10 @@ def pulumi_cli(state_dir):
     cli = engine.require_pulumi()
     env = {**os.environ, **engine.engine_env(cli)}
 
-    def run(project: Path, *args: str) -> subprocess.CompletedProcess:
+    def run(project: Path, *args: str, expect_failure: bool = False) -> subprocess.CompletedProcess:
         result = subprocess.run([str(cli.path), *args, "--non-interactive"], cwd=project, env=env,
                                 capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, result.stdout + result.stderr
+        assert (result.returncode != 0) is expect_failure, result.stdout + result.stderr
         return result
 
     return run
@@ -46,9 +46,31 @@ def test_task_project_previews_the_nodes_of_a_dstack_yml(pulumi_cli, tmp_path, s
     preview = pulumi_cli(project, "preview", "--json")
     steps = json.loads(preview.stdout)["steps"]
     created = sorted(step["urn"].rsplit("::", 1)[1] for step in steps if step["op"] == "create")
-    # The distributed example has two nodes: the component and one local node per rank.
-    assert created == ["dstack-iac-task-dev", "node-0", "node-1", "task"]
+    # The distributed example has two nodes: the component, one local node per rank, and the offer.
+    assert created == ["dstack-iac-task-dev", "node-0", "node-1", "task", "task-offer"]
     assert not list(state_dir.glob("runs/*/nodes/*")), "a preview creates nothing"
+
+    # The same policy packs as `dstack-iac run --policy-pack`, through Pulumi's own flag.
+    limits = tmp_path / "limits.json"
+    limits.write_text(json.dumps({"max-nodes-per-run": {"maxNodes": 1}}))
+    refused = pulumi_cli(project, "preview", "--policy-pack", str(REPO / "policies" / "dstack-iac-guardrails"),
+                         "--policy-pack-config", str(limits), expect_failure=True)
+    assert "max-nodes-per-run" in refused.stdout
+    assert "the run asks for 2 nodes (local), over the limit of 1 per run" in refused.stdout
+
+    # The same reviewed plans as `dstack-iac run --plan`: the program refuses a plan that differs.
+    example = REPO / "examples" / "distributed"
+    plan = tmp_path / "plan.json"
+    saved = dstack(state_dir, "preview", str(example), "-f", str(example / "train.dstack.yml"), "--save-plan", str(plan))
+    assert saved.returncode == 0, saved.stderr
+    pulumi_cli(project, "config", "set", "plan", str(plan))
+    pulumi_cli(project, "preview")
+    tampered = json.loads(plan.read_text())
+    tampered["offer"]["price"] = 0.5
+    plan.write_text(json.dumps(tampered))
+    differs = pulumi_cli(project, "preview", expect_failure=True)
+    assert f"the run differs from the reviewed plan {plan}" in differs.stdout
+    assert "offer price: 0.5 (reviewed) -> 0.0" in differs.stdout
     pulumi_cli(project, "stack", "rm", "dev", "--yes")
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from dstack_iac.config.models import PortMapping, RetryEvent, TaskConfiguration, VolumeConfiguration
 from dstack_iac.errors import NodeLost, ProvisioningFailed
-from dstack_iac.model.backend import Check, Orphan
+from dstack_iac.model.backend import Capability, Check, Orphan
 from dstack_iac.model.nodes import NodeEndpoint
 from dstack_iac.model.offers import Catalog
 from dstack_iac.model.plan import NodeRuntime, RunInputs, RunPlan
@@ -18,6 +18,16 @@ if TYPE_CHECKING:  # SSH (paramiko) loads only when a run reaches its nodes: pla
     from dstack_iac.execution.session import NodeSession
 
 PLACEHOLDER_KEY = "ssh-ed25519 (generated at launch)"
+
+_LACKING = {
+    Capability.CONTAINERS: "it runs the commands directly on the machine, with no container runtime",
+    Capability.PRIVILEGED: "its commands run in no container that could be privileged",
+    Capability.DOCKER_IN_DOCKER: "it runs no containers, so none can run Docker inside",
+    Capability.CUDA_COMPILER: "it brings no image with the CUDA toolkit (nvcc works if the machine has it)",
+    Capability.RUN_AS_USER: "its nodes run the commands as the user its SSH sessions log in as",
+    Capability.RESERVATIONS: "it has no capacity reservations",
+    Capability.EXISTING_MACHINES: "it creates its machines for each run; existing ones are an SSH fleet's hosts",
+}
 
 
 def generate_key_pair(path: Path, comment: str) -> str:
@@ -47,6 +57,14 @@ class BaseBackend:
     catalog: ClassVar[Catalog | None] = None
     # Fragments of the cloud's error text that mean "no capacity" (retry: no-capacity).
     capacity_markers: ClassVar[tuple[str, ...]] = ()
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    per_launch_inputs: ClassVar[frozenset[str]] = frozenset()
+    host_bound: ClassVar[bool] = False
+    host_bound_why: ClassVar[str] = "its nodes are processes of that machine, which only it can stop"
+
+    def lacks(self, capability: Capability, field: str) -> tuple[str, str]:
+        return (_LACKING.get(capability, f"it has no {capability.value}"),
+                "choose a backend that has it (see `dstack-iac offers`)")
 
     def considered_by_default(self) -> bool:
         return False
@@ -121,6 +139,12 @@ class BaseBackend:
 
     def doctor_checks(self) -> list[Check]:
         return []
+
+    def build_storage_region(self, plan: RunPlan) -> str | None:
+        return None
+
+    def declare_build_storage(self, name: str, region: str, archives: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError(f"the {self.name} backend keeps builds on its nodes' machines")
 
     def declare_volume(self, name: str, volume: VolumeConfiguration) -> dict[str, Any]:
         raise NotImplementedError(f"the {self.name} backend has no volumes")

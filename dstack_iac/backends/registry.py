@@ -31,6 +31,9 @@ class Registration:
 # In the order planning considers them when prices tie.
 BACKENDS: dict[str, Registration] = {
     # First: once a fleet exists, a task that names no backend runs on it (ties go to the first).
+    "ssh": Registration("dstack_iac.backends.ssh.backend:SshBackend", handlers="dstack_iac.backends.ssh.handlers",
+                        configurations={"fleet": "dstack_iac.backends.ssh.config:FleetConfiguration"},
+                        commands=("fleet", "dstack_iac.backends.ssh.cli:fleet_app")),
     "local": Registration("dstack_iac.backends.local.backend:LocalBackend", handlers="dstack_iac.backends.local.handlers"),
     "aws": Registration("dstack_iac.backends.aws.backend:AwsBackend"),
     "gcp": Registration("dstack_iac.backends.gcp.backend:GcpBackend"),

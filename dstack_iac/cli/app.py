@@ -8,14 +8,15 @@ status (errors.py). Anything else is a bug: said so, with the traceback only und
 from __future__ import annotations
 
 import os
-import sys
 import traceback
 from typing import Annotated
 
 import typer
 from typer.core import TyperGroup
 
-from dstack_iac.cli.commands import doctor, gc, logs, offers, preview, ps, run, schema, stop, validate
+from dstack_iac.cli.commands import attach, doctor, gc, logs, offers, preview, ps, run, schema, ssh, stop, validate
+from dstack_iac.cli.commands.ssh import SSH_CONTEXT
+from dstack_iac.cli.commands.secret import secret_app
 from dstack_iac.cli.commands.volume import volume_app
 from dstack_iac.cli.options import RUN_CONTEXT
 from dstack_iac.cli.output import print_error
@@ -66,7 +67,13 @@ for command in (run.run, preview.preview, validate.validate, offers.offers):
     app.command(context_settings=RUN_CONTEXT)(command)
 for command in (ps.ps, logs.logs, stop.stop, gc.gc, doctor.doctor, schema.schema):
     app.command()(command)
+# dstack's own verbs: `apply` is `run` (same flags, plan and confirmation); attach, ssh.
+app.command("apply", context_settings=RUN_CONTEXT,
+            help="Apply a task, as dstack does: the same as `run` (-d runs it in the background).")(run.run)
+app.command()(attach.attach)
+app.command(context_settings=SSH_CONTEXT)(ssh.ssh)
 app.add_typer(volume_app, name="volume")
+app.add_typer(secret_app, name="secret")
 
 
 def _mount_backend_commands() -> None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import functools
 import inspect
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from dstack_iac.config.loader import Overrides
+if TYPE_CHECKING:
+    from dstack_iac.config.loader import Overrides
+
 
 RUN_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
 
@@ -45,6 +47,8 @@ _SHARED = {
 
 
 def _overrides(values: dict) -> Overrides:
+    from dstack_iac.config.loader import Overrides  # the models load when a command needs them, not at start
+
     chosen = [flag for flag, key in (("spot", "spot"), ("on-demand", "on_demand"), ("auto", "spot_auto")) if values[key]]
     if len(chosen) > 1:
         raise typer.BadParameter("choose one of --spot, --on-demand, --spot-auto")
@@ -63,7 +67,9 @@ def _overrides(values: dict) -> Overrides:
 
 def task_options(command):
     """Give `command(ctx, ..., file, overrides, run_args)` the shared flags."""
-    own = [p for p in inspect.signature(command, eval_str=True).parameters.values()
+    # `overrides: Overrides` names a type the command's module imports only when it runs (the
+    # models load then, not at every start of the CLI): a stand-in lets the signature evaluate.
+    own = [p for p in inspect.signature(command, eval_str=True, locals={"Overrides": object}).parameters.values()
            if p.name not in ("file", "overrides", "run_args")]
     shared = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
@@ -85,6 +91,8 @@ def task_options(command):
         return command(**kwargs, file=values["file"], overrides=_overrides(values), run_args=run_args)
 
     wrapper.__signature__ = inspect.Signature(own + shared)
+    # Typer reads the annotations too: the evaluated ones (the command's own name a lazy type).
+    wrapper.__annotations__ = {parameter.name: parameter.annotation for parameter in own + shared}
     return wrapper
 
 
@@ -103,3 +111,12 @@ def confirm(question: str, yes: bool, default: bool = True) -> bool:
     if yes or not sys.stdin.isatty():
         return True
     return typer.confirm(question, default=default)
+
+# Policy guardrails (`run`, `preview`): see infra/policy.py.
+PolicyPacks = Annotated[list[Path], typer.Option(
+    "--policy-pack", metavar="DIR",
+    help="A Pulumi policy pack judging the run's resources before anything is created (repeatable; "
+         "$DSTACK_IAC_POLICY_PACKS adds a team's own).")]
+PolicyPackConfigs = Annotated[list[Path], typer.Option(
+    "--policy-pack-config", metavar="FILE",
+    help="Policy configuration (JSON) of the --policy-pack in the same position (one per pack).")]

@@ -32,13 +32,15 @@ def offers_table(offers: Sequence, nodes: int) -> Table:
     return table
 
 
-def runs_table(records: Sequence) -> Table:
-    table = listing("NAME", "STATUS", "BACKEND", "NODES", "AGE", "EXIT")
-    for record in records:
-        status = record.effective_status
+def team_runs_table(views: Sequence) -> Table:
+    """Runs of everyone sharing the backend (runs/team.py's views), with whose and where."""
+    table = listing("NAME", "STATUS", "OWNER", "HOST", "BACKEND", "NODES", "PRICE", "PRIORITY", "AGE", "EXIT")
+    for view in views:
+        record, status = view.record, view.status
         shown = status.value + (f" (clean up: dstack-iac stop {record.name})" if status.abandoned else "")
-        table.add_row(record.name, shown, record.backend, str(record.nodes), age(record.created_at),
-                      "" if record.exit_code is None else str(record.exit_code))
+        price = "-" if record.price_per_hour is None else f"${record.price_per_hour:.4g}/h"
+        table.add_row(record.name, shown, record.owner, record.host or "-", record.backend, str(record.nodes), price,
+                      str(record.priority), age(record.created_at), "" if record.exit_code is None else str(record.exit_code))
     return table
 
 
@@ -57,4 +59,13 @@ def volumes_table(records: Sequence, users_of) -> Table:
         size = f"{record.size_gb:g}GB" if record.size_gb else "-"
         table.add_row(record.name, record.backend, record.region or "-", record.availability_zone or "-", size,
                       record.volume_id or "-", ", ".join(users_of(record.name)) or "-")
+    return table
+
+
+def schedules_table(schedules: Sequence[dict]) -> Table:
+    table = listing("SCHEDULE", "CRON (UTC)", "NEXT START (UTC)", "RUNS", "LAST EXIT", "STATUS")
+    for entry in schedules:
+        table.add_row(entry["name"], "; ".join(entry["schedule"]), entry["next_start"] or "-",
+                      str(entry["runs_started"]), "" if entry["last_exit_code"] is None else str(entry["last_exit_code"]),
+                      entry["status"])
     return table

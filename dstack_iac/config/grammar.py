@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-GPU_VENDORS = {"nvidia": "nvidia", "amd": "amd", "google": "google", "tpu": "google", "intel": "intel"}
+GPU_VENDORS = {"nvidia": "nvidia", "amd": "amd", "google": "google", "tpu": "google", "intel": "intel",
+               "tenstorrent": "tenstorrent", "tt": "tenstorrent"}
 CPU_ARCHS = {"x86": "x86", "x86_64": "x86", "amd64": "x86", "arm": "arm", "arm64": "arm", "aarch64": "arm"}
 
 _MEMORY_UNITS = {"MB": 1 / 1024, "GB": 1.0, "TB": 1024.0}

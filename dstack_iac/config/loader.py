@@ -14,10 +14,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from dstack_iac.config.errors import ConfigError, ConfigIssue
-from dstack_iac.config.interpolation import env_references, interpolate
+from dstack_iac.config.interpolation import env_references, interpolate, secret_names
 from dstack_iac.config.models import (
     FieldValueError,
     GPUSpec,
+    NodeGroup,
     PortMapping,
     ProfileFields,
     check_unique_ports,
@@ -79,6 +80,25 @@ class Task:
     profile_name: str | None = None
     build: bool = False
     env_references: dict[str, str] = field(default_factory=dict, repr=False)
+    source: YamlSource | None = field(default=None, repr=False)
+    warnings: list[str] = field(default_factory=list)
+
+    def where(self, field_name: str) -> str:
+        """`file:line:column` of a field (dotted, e.g. `resources.shm_size`, `files[1]`), for
+        errors found after loading (a backend refusing it)."""
+        if self.source is None:
+            return self.display_path
+        path = tuple(int(p) if p.isdigit() else p for p in field_name.replace("]", "").replace("[", ".").split("."))
+        return _where(self.source, path)
+
+    @property
+    def secret_names(self) -> list[str]:
+        """Every `${{ secrets.NAME }}` the task refers to (env values, registry_auth)."""
+        texts = list(self.configuration.env.values())
+        auth = self.configuration.registry_auth
+        if auth is not None:
+            texts += [auth.username, auth.password.get_secret_value()]
+        return sorted({name for text in texts for name in secret_names(text)})
 
     def display_commands(self, commands: list[str]) -> list[str]:
         """The commands as they will run, references written out (for people, not for a shell)."""
@@ -161,7 +181,7 @@ def load_task(
         origins[(key,)] = _Origin(source, (key,))
     _apply_overrides(merged, origins, overrides)
 
-    context = {"run_args": list(run_args), "caller_env": caller_env}
+    context = {"run_args": list(run_args), "caller_env": caller_env, "config_dir": path.parent}
     try:
         configuration = TaskConfiguration.model_validate(merged, context=context)
     except ValidationError as exc:
@@ -170,7 +190,7 @@ def load_task(
     if configuration.spot_policy is None:
         configuration.spot_policy = SpotPolicy.ON_DEMAND
     references: dict[str, str] = {}
-    for command in configuration.build + configuration.commands:
+    for command in configuration.all_commands:
         references.update(env_references(command, caller_env))
     return Task(
         configuration=configuration,
@@ -180,7 +200,26 @@ def load_task(
         profile_name=profile[0].name if profile else None,
         build=overrides.build,
         env_references=references,
+        source=source,
+        warnings=_deprecations(configuration, source),
     )
+
+
+def _deprecations(configuration: TaskConfiguration, source: YamlSource) -> list[str]:
+    """What dstack itself deprecates: accepted, and said once."""
+    warnings = []
+    if configuration.setup:
+        warnings.append(f"{_where(source, ('setup',))}: setup is deprecated in dstack; its commands run before "
+                        "`commands` (move them to the start of commands)")
+    if configuration.home_dir is not None:
+        warnings.append(f"{_where(source, ('home_dir',))}: home_dir is deprecated in dstack and has no effect there "
+                        "or here; remove it")
+    return warnings
+
+
+def _where(source: YamlSource, path: tuple) -> str:
+    line, column = source.position(path, key=True)
+    return f"{source.file}:{line}:{column}" if line is not None else source.file
 
 
 def read_configuration(path: Path) -> str:
@@ -339,11 +378,40 @@ _FIELD_NAMES = sorted(
 )
 
 
+RESOURCE_KEYS = ("cpu", "memory", "shm_size", "disk", "gpu")
+# dstack fields of other configuration types: named as such, never "corrected" into a task field.
+OTHER_TYPES_FIELDS = {
+    **dict.fromkeys(("port", "gateway", "model", "https", "auth", "replicas", "scaling", "rate_limits", "probes",
+                     "strip_prefix"), "services"),
+    **dict.fromkeys(("ide", "version", "init", "inactivity_duration"), "dev environments"),
+}
+REMOVED_FIELDS = {
+    "pool_name": "runs are placed with fleets now (fleets: [NAME])",
+    "instance_name": "runs are placed with instances now (instances: [NAME])",
+    "retry_policy": "write retry: {on_events: [...], duration: 1h}",
+    "termination_policy": "machines end with the run; use idle_duration in dstack",
+    "termination_idle_time": "machines end with the run; use idle_duration in dstack",
+}
+
+
 def _message(error: dict, field_path: tuple) -> str:
     kind, message = error["type"], error["msg"]
     if kind == "extra_forbidden":
         name = str(field_path[-1]) if field_path else "?"
+        if name in RESOURCE_KEYS and len(field_path) == 1:
+            return f"unknown field {name!r}: `{name}` belongs under `resources:` (indent it there)"
+        if len(field_path) == 1 and name in OTHER_TYPES_FIELDS:
+            return f"{name!r} is a field of dstack {OTHER_TYPES_FIELDS[name]}, not of tasks: remove it"
+        if len(field_path) == 1 and name in REMOVED_FIELDS:
+            return f"{name!r} was removed from dstack: {REMOVED_FIELDS[name]}"
+        if len(field_path) == 3 and field_path[0] == "groups":
+            fields = ", ".join(NodeGroup.model_fields)
+            return (f"unknown field {name!r}: a node group takes {fields}"
+                    + (f"; set {name} at the top level, for every group" if name in TaskConfiguration.model_fields
+                       else ""))
         close = difflib.get_close_matches(name, _FIELD_NAMES, n=1)
+        if close and close[0] == name:
+            return f"unknown field {name!r}: it is not a field here (see `dstack-iac schema` for where it goes)"
         hint = f": did you mean {close[0]!r}?" if close else ": remove it (see `dstack-iac schema` for the fields)"
         return f"unknown field {name!r}{hint}"
     if kind == "missing":

@@ -15,10 +15,7 @@ from enum import Enum
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    WithJsonSchema,
-    ConfigDict,
     Discriminator,
     Field,
     SecretStr,
@@ -28,11 +25,35 @@ from pydantic import (
     field_serializer,
     field_validator,
     model_validator,
+    WithJsonSchema,
 )
 
 from dstack_iac.config import grammar
+from dstack_iac.config.base import FieldValueError, Model, validation_context
 from dstack_iac.config.backend_names import DSTACK_BACKENDS, OWN_BACKENDS, known_backend_names
-from dstack_iac.config.interpolation import NODE_RANK_REFERENCE, env_references, interpolate, resolve_node_rank
+from dstack_iac.config.interpolation import (
+    GROUP_NODE_IP_RE,
+    NODE_RANK_REFERENCE,
+    env_references,
+    interpolate,
+    references,
+    resolve_node_rank,
+    secret_names,
+)
+from dstack_iac.config.run_policies import (
+    DEFAULT_STOP_DURATION,
+    GROUP_NAME_RE,
+    BackendOption,
+    CreationPolicy,
+    FleetReference,
+    InstanceReference,
+    StartupOrder,
+    StopCriteria,
+    UtilizationPolicy,
+    check_backend_options,
+    check_tags,
+)
+from dstack_iac.config.sources import FileMapping, RepoSpec
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,40}$")
 VOLUME_STACK_PREFIX = "volume-"  # volumes' stacks share the project with runs' stacks
@@ -42,22 +63,12 @@ ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 PYTHON_VERSIONS = ("3.9", "3.10", "3.11", "3.12", "3.13", "3.14")
 RESERVED_MOUNT_ROOT = "/workflow"
 MAX_NODES = 1024  # a bound on what one run declares (a backend may allow fewer)
+# The images dstack picks when a task asks for docker, nvcc, or a container without naming one.
+DIND_IMAGE = "dstackai/dind"
+BASE_IMAGE = "dstackai/base:0.10-{kind}-ubuntu22.04"
 
 
-class FieldValueError(ValueError):
-    """A ValueError about one item inside the field being validated (e.g. `env[2]`)."""
-
-    def __init__(self, subpath: tuple, message: str):
-        super().__init__(message)
-        self.subpath = subpath
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True, defer_build=True)
-
-
-def _context(info: ValidationInfo) -> dict:
-    return info.context or {}
+_context = validation_context
 
 
 # --- resources --------------------------------------------------------------------------------
@@ -113,7 +124,7 @@ class CPUSpec(Model):
 
 
 class GPUSpec(Model):
-    vendor: Literal["nvidia", "amd", "google", "intel"] | None = Field(default=None, description="GPU vendor.")
+    vendor: Literal["nvidia", "amd", "google", "intel", "tenstorrent"] | None = Field(default=None, description="GPU vendor.")
     names: list[str] | None = Field(default=None, description="GPU models accepted, e.g. [A100, H100].")
     count: IntRange = Field(default=IntRange(min=1, max=1), description="Number of GPUs per node.")
     memory: MemoryRange | None = Field(default=None, description="Memory per GPU (GB, or a range).")
@@ -341,7 +352,9 @@ class RegistryAuth(Model):
     def _references(cls, value: Any, info: ValidationInfo) -> Any:
         # `password: ${{ env.REGISTRY_TOKEN }}` keeps the secret out of the file.
         if isinstance(value, str):
-            return interpolate(value, None, _context(info).get("caller_env", os.environ))
+            # `${{ secrets.NAME }}` stays: the secret store resolves it when the run is planned.
+            secret_names(value)
+            return interpolate(value, None, _context(info).get("caller_env", os.environ), keep_secrets=True)
         return value
 
     @field_serializer("password", when_used="json")
@@ -383,11 +396,65 @@ class ProfileFields(Model):
                                                                 "3h, 2d, 1w, or off (the default).")
     retry: Retry | None = Field(default=None, description="Re-provision and re-run on the given events; true means "
                                                           "all of them for an hour.")
+    stop_duration: int | None = Field(default=DEFAULT_STOP_DURATION, description="On stop, how long the commands "
+                                                                                "get after SIGTERM before SIGKILL "
+                                                                                "(default 5m; off: never forced).")
+    startup_order: StartupOrder = Field(default=StartupOrder.ANY, description="any (default), master-first "
+                                                                              "(workers start once the master's "
+                                                                              "commands have started) or "
+                                                                              "workers-first (the master starts "
+                                                                              "once every worker's have).")
+    stop_criteria: StopCriteria = Field(default=StopCriteria.ALL_DONE, description="all-done (default: the run "
+                                                                                  "ends when every node has finished) or "
+                                                                                  "master-done (it ends, stopping "
+                                                                                  "the workers, when the master "
+                                                                                  "exits 0).")
+    utilization_policy: UtilizationPolicy | None = Field(default=None, description="Stop the run when every GPU "
+                                                                                   "stays below min_gpu_utilization "
+                                                                                   "for time_window.")
+    reservation: str | None = Field(default=None, description="A capacity reservation to run in (AWS capacity "
+                                                              "reservation id, GCP reservation name).")
+    tags: dict[str, str] | None = Field(default=None, description="Tags put on the run's stack and on every cloud "
+                                                                  "resource it creates.")
+    creation_policy: CreationPolicy | None = Field(default=None, description="reuse-or-create (default), or reuse: "
+                                                                             "only machines that already exist (an "
+                                                                             "SSH fleet's hosts).")
+    idle_duration: int | None = Field(default=None, description="How long dstack keeps a machine idle for reuse; "
+                                                                "dstack-iac deletes a run's machines when it ends, so "
+                                                                "only 0 can be honoured.")
+    fleets: list[FleetReference] | None = Field(default=None, description="Run only on these fleets (SSH fleets "
+                                                                          "created with `dstack-iac fleet create`).")
+    instances: list[InstanceReference] | None = Field(default=None, min_length=1, description="Run only on these "
+                                                                                              "existing machines.")
+    backend_options: list[BackendOption] | None = Field(default=None, description="Options of a backend (dstack "
+                                                                                  "defines them for vastai).")
 
     @field_validator("max_duration", mode="before")
     @classmethod
     def _max_duration(cls, value: Any) -> Any:
         return None if value is None else grammar.parse_duration(value, allow_off=True)
+
+    @field_validator("stop_duration", mode="before")
+    @classmethod
+    def _stop_duration(cls, value: Any) -> Any:
+        if value is None or value is True:
+            return DEFAULT_STOP_DURATION
+        if value is False:
+            return None
+        return grammar.parse_duration(value, allow_off=True)
+
+    @field_validator("idle_duration", mode="before")
+    @classmethod
+    def _idle_duration(cls, value: Any) -> Any:
+        if value is None or value is True:
+            return None
+        if value is False or value == -1:
+            return -1  # dstack's "off": keep idle machines forever
+        seconds = grammar.parse_duration(value, allow_off=True)
+        return -1 if seconds is None else seconds
+
+    _tags = field_validator("tags", mode="before")(lambda cls, v: check_tags(v))
+    _backend_options = field_validator("backend_options")(lambda cls, v: check_backend_options(v))
 
     @field_validator("retry", mode="before")
     @classmethod
@@ -405,6 +472,64 @@ class ProfileFields(Model):
 
 
 PROFILE_FIELD_NAMES = tuple(ProfileFields.model_fields)
+
+
+def check_commands(value: Any, info: ValidationInfo) -> Any:
+    """Commands are strings whose `${{ }}` references are checked now; the node script gets
+    their values as data."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        return value
+    caller_env = _context(info).get("caller_env", os.environ)
+    for index, command in enumerate(value):
+        if not isinstance(command, str):
+            raise FieldValueError((index,), f"a command must be a string, got {command!r} (quote it)")
+        try:
+            env_references(command, caller_env)
+        except ValueError as exc:
+            raise FieldValueError((index,), str(exc)) from None
+    return value
+
+
+class NodeGroup(Model):
+    """Nodes of one kind in a heterogeneous task: their own count, resources, commands, ports."""
+
+    name: str | None = Field(default=None, description="1-40 lowercase letters, digits or '-'; the group's "
+                                                       "position (0, 1, ...) when unset.")
+    nodes: StrictInt = Field(default=1, ge=1, le=MAX_NODES, description="Number of nodes in the group.")
+    resources: ResourcesSpec = Field(default=ResourcesSpec(), description="What each node of the group needs "
+                                                                          "(not inherited from the task's).")
+    commands: list[str] = Field(default_factory=list, description="The group's commands (needed unless the task "
+                                                                  "has an image).")
+    ports: list[PortMapping] = Field(default_factory=list, description="Ports of the group's first node "
+                                                                       "forwarded while attached.")
+
+    _commands = field_validator("commands", mode="before")(lambda cls, value, info: check_commands(value, info))
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not GROUP_NAME_RE.match(value):
+            raise ValueError(f"{value!r} is not a group name: 1-40 lowercase letters, digits or '-'")
+        return value
+
+    @field_validator("ports")
+    @classmethod
+    def _unique_ports(cls, value: list[PortMapping]) -> list[PortMapping]:
+        check_unique_ports(value)
+        return value
+
+
+def _unix_user(value: Any) -> Any:
+    """dstack's `user`: NAME_OR_ID[:GROUP_OR_ID]."""
+    if value is None:
+        return None
+    text = str(value)
+    parts = text.split(":")
+    if len(parts) > 2 or not all(parts) or any(p.startswith("-") or not re.match(r"^[\w.-]+$", p) for p in parts):
+        raise ValueError(f"user {text!r}: write NAME or NAME:GROUP (names or numeric ids)")
+    return text
 
 
 class TaskConfiguration(ProfileFields):
@@ -434,6 +559,49 @@ class TaskConfiguration(ProfileFields):
                                                                           "shm_size, disk, gpu.")
     volumes: list[VolumeMount] = Field(default_factory=list, description="Volumes mounted on every node: "
                                                                          "name:/path (network) or /host:/path.")
+
+    class Schedule(Model):
+        cron: list[str] = Field(description="When to start a run, in UTC: one cron expression (minute hour "
+                                            "day-of-month month day-of-week, e.g. \"0 3 * * *\") or a list.")
+
+        @field_validator("cron", mode="before")
+        @classmethod
+        def _cron(cls, value: Any) -> Any:
+            from dstack_iac.config.schedule import CronError, cron_expressions  # croniter loads only when used
+
+            try:
+                return cron_expressions(value)
+            except CronError as exc:
+                raise (FieldValueError((exc.index,), str(exc)) if exc.index is not None else ValueError(str(exc)))
+
+    schedule: Schedule | None = Field(default=None, description="Run the task at these times (UTC): `run` "
+                                                                  "registers it and returns; `stop NAME` unregisters.")
+    repos: list[RepoSpec] = Field(default_factory=list, description="A git repo to put on every node (at most "
+                                                                    "one): `.`, `..:/repo`, a URL, or the "
+                                                                    "mapping form; instead of the working "
+                                                                    "directory.")
+    files: list[FileMapping] = Field(default_factory=list, description="Files or directories copied to every "
+                                                                       "node before the commands: LOCAL[:PATH].")
+    groups: list[NodeGroup] | None = Field(default=None, description="Heterogeneous nodes: groups with their own "
+                                                                     "nodes, resources, commands and ports; "
+                                                                     "exclusive with nodes, commands and ports.")
+    nvcc: bool | None = Field(default=None, description="Use an image with the CUDA compiler (nvcc); exclusive "
+                                                        "with image and docker.")
+    docker: bool | None = Field(default=None, description="Docker inside the task (Docker-in-Docker, privileged); "
+                                                          "exclusive with image, python and nvcc.")
+    privileged: bool = Field(default=False, description="Run the task's container privileged.")
+    user: str | None = Field(default=None, description="Run the commands as this user: NAME or NAME:GROUP (names or "
+                                                       "ids); the image's user when unset.")
+    single_branch: bool | None = Field(default=None, description="Clone only the repo's branch (default for "
+                                                                 "tasks: yes).")
+    priority: StrictInt | None = Field(default=None, ge=0, le=100, description="0..100 (default 0): when runs wait "
+                                                                               "for capacity, the higher gets it "
+                                                                               "first.")
+    dstack: bool = Field(default=False, description="dstack: reach the dstack server from the run; dstack-iac has "
+                                                    "no server (the Pulumi backend takes its place).")
+    setup: list[str] = Field(default_factory=list, description="Deprecated in dstack: commands run before "
+                                                               "`commands`; write them at the start of commands.")
+    home_dir: str | None = Field(default=None, description="Deprecated in dstack, where it has no effect.")
 
     @field_validator("name")
     @classmethod
@@ -480,21 +648,30 @@ class TaskConfiguration(ProfileFields):
             raise ValueError(f"working_dir {value!r} must be a path inside the working directory or an absolute path")
         return normal
 
-    @field_validator("commands", "build", mode="before")
+    _commands = field_validator("commands", "build", "setup", mode="before")(
+        lambda cls, value, info: check_commands(value, info))
+
+    _user = field_validator("user", mode="before")(lambda cls, v: _unix_user(v))
+
+    @field_validator("repos")
     @classmethod
-    def _commands(cls, value: Any, info: ValidationInfo) -> Any:
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list):
-            return value
-        caller_env = _context(info).get("caller_env", os.environ)
-        for index, command in enumerate(value):
-            if not isinstance(command, str):
-                raise FieldValueError((index,), f"a command must be a string, got {command!r} (quote it)")
-            try:
-                env_references(command, caller_env)  # checked now; the node script gets the values as data
-            except ValueError as exc:
-                raise FieldValueError((index,), str(exc)) from None
+    def _one_repo(cls, value: list[RepoSpec]) -> list[RepoSpec]:
+        if len(value) > 1:
+            raise FieldValueError((1,), "one repo per run (as in dstack): put the others in files, or clone them "
+                                        "in commands")
+        return value
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, value: list[NodeGroup] | None) -> list[NodeGroup] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("groups cannot be empty: give at least one group, or use nodes")
+        names = [group.name or str(index) for index, group in enumerate(value)]
+        _reject_duplicates(names, lambda name: name, "group name {}")
+        if sum(group.nodes for group in value) > MAX_NODES:
+            raise ValueError(f"the groups have {sum(g.nodes for g in value)} nodes in all, over {MAX_NODES}")
         return value
 
     @field_validator("env", mode="before")
@@ -518,12 +695,89 @@ class TaskConfiguration(ProfileFields):
     def _runnable(self) -> TaskConfiguration:
         if self.image and self.python:
             raise FieldValueError(("image",), "python and image are mutually exclusive: remove one of them")
+        if self.docker:
+            for other in ("image", "python", "nvcc"):
+                if getattr(self, other):
+                    raise FieldValueError(("docker",), f"docker and {other} are mutually exclusive: docker: true "
+                                                       "brings its own image (Docker-in-Docker)")
+        if self.nvcc and self.image:
+            raise FieldValueError(("nvcc",), "nvcc and image are mutually exclusive: nvcc picks an image with the "
+                                             "CUDA compiler; with your own image, install it there")
         if self.registry_auth and not self.image:
             raise FieldValueError(("registry_auth",), "registry_auth is for pulling `image`: there is no image to "
                                                       "pull (add image, or remove registry_auth)")
-        if not self.commands and not self.image:
+        if self.groups is not None:
+            for field_name in ("nodes", "commands", "ports", "entrypoint"):
+                if field_name in self.model_fields_set and getattr(self, field_name) not in (None, []):
+                    raise FieldValueError((field_name,), f"{field_name} and groups are mutually exclusive: give each "
+                                                         f"group its own {field_name}" if field_name != "entrypoint"
+                                                         else "entrypoint cannot be used with groups")
+            for index, group in enumerate(self.groups):
+                if not group.commands and not self.image:
+                    raise FieldValueError(("groups", index, "commands"), "each group needs commands (or the task "
+                                                                         "an image with its own entrypoint)")
+        elif not self.commands and not self.image and not self.docker:
             raise FieldValueError(("commands",), "a task needs commands (or an image with its own entrypoint)")
+        self.check_group_references()
         return self
+
+    def check_group_references(self) -> None:
+        """`${{ groups[I].nodes[J].IP_ADDRESS }}` must name a node that exists."""
+        sizes = [group.nodes for group in self.node_groups]
+        places = [(("commands", i), c) for i, c in enumerate(self.commands)] + [
+            (("groups", g, "commands", i), c) for g, group in enumerate(self.groups or []) for i, c in enumerate(group.commands)]
+        for where, command in places:
+            for reference in references(command):
+                match = GROUP_NODE_IP_RE.match(reference.name)
+                if match and not reference.escaped:
+                    group, node = int(match.group(1)), int(match.group(2))
+                    if group >= len(sizes) or node >= sizes[group]:
+                        raise FieldValueError(where, f"${{{{ {reference.name} }}}} names no node: the task has "
+                                                     f"{len(sizes)} group(s) of {', '.join(map(str, sizes))} node(s)")
+
+    @property
+    def container_image(self) -> str | None:
+        """The image the commands run in where a backend has containers, as dstack chooses it:
+        `image`; Docker-in-Docker for `docker`; the CUDA devel image for `nvcc`; the base image
+        when only a container can honour `user` or `privileged`; else none (the machine itself)."""
+        if self.image:
+            return self.image
+        if self.docker:
+            return DIND_IMAGE
+        if self.nvcc:
+            return BASE_IMAGE.format(kind="devel")
+        if self.user is not None or self.privileged:
+            return BASE_IMAGE.format(kind="base")
+        return None
+
+    @property
+    def node_groups(self) -> list[NodeGroup]:
+        """The groups, or the one group the top-level nodes, resources, commands and ports make."""
+        if self.groups is not None:
+            return [group if group.name else group.model_copy(update={"name": str(index)})
+                    for index, group in enumerate(self.groups)]
+        return [NodeGroup.model_construct(name="0", nodes=self.nodes, resources=self.resources,
+                                          commands=self.commands, ports=self.ports)]
+
+    @property
+    def total_nodes(self) -> int:
+        return sum(group.nodes for group in self.node_groups)
+
+    def group_of(self, rank: int) -> tuple[int, NodeGroup]:
+        """The group node `rank` belongs to (ranks run through the groups in order), by index."""
+        first = 0
+        for index, group in enumerate(self.node_groups):
+            if rank < first + group.nodes:
+                return index, group
+            first += group.nodes
+        raise IndexError(f"rank {rank} is beyond the task's {first} nodes")
+
+    def commands_of(self, rank: int) -> list[str]:
+        return self.group_of(rank)[1].commands
+
+    @property
+    def all_commands(self) -> list[str]:
+        return [*self.setup, *self.build, *(c for group in self.node_groups for c in group.commands)]
 
 
 def parse_env(value: Any, caller_env) -> dict[str, str]:
@@ -557,6 +811,10 @@ def parse_env(value: Any, caller_env) -> dict[str, str]:
         elif isinstance(val, (dict, list)):
             raise FieldValueError((where,), f"the value of {key} must be a string or number")
         env[key] = str(val).lower() if isinstance(val, bool) else str(val)
+        try:
+            secret_names(env[key])
+        except ValueError as exc:
+            raise FieldValueError((where,), str(exc)) from None
     return env
 
 

@@ -7,6 +7,8 @@ schema also accepts those wherever a validator parses them.
 from __future__ import annotations
 
 import json
+import re
+from enum import Enum
 from typing import Any
 
 from dstack_iac.config.models import ResourcesSpec, Retry, TaskConfiguration, VolumeConfiguration
@@ -56,6 +58,30 @@ EXAMPLES: dict[str, str] = {
     "resources.gpu": "nvidia:24GB:1..2",
     "retry.on_events": "[no-capacity, interruption, error]",
     "retry.duration": "1h",
+    "repos": "[., \"https://github.com/org/repo:repo\"]",
+    "files": "[data/train.csv, \"configs:~/configs\"]",
+    "groups": "[{name: head, commands: [python serve.py]}, {name: workers, nodes: 2, commands: [python work.py]}]",
+    "startup_order": "workers-first",
+    "stop_criteria": "master-done",
+    "stop_duration": "5m",
+    "nvcc": "true",
+    "docker": "true",
+    "privileged": "true",
+    "user": "ubuntu:ubuntu",
+    "single_branch": "false",
+    "priority": "50",
+    "utilization_policy": "{min_gpu_utilization: 10, time_window: 1h}",
+    "schedule": "{cron: \"0 3 * * *\"}",
+    "idle_duration": "off",
+    "creation_policy": "reuse",
+    "fleets": "[my-fleet]",
+    "instances": "[{fleet: my-fleet, instance: 0}]",
+    "reservation": "cr-0123456789abcdef0",
+    "tags": "{team: nlp}",
+    "backend_options": "[{type: aws}]",
+    "dstack": "false",
+    "setup": "[pip install -r requirements.txt]",
+    "home_dir": "/root",
 }
 
 
@@ -105,7 +131,10 @@ def configuration_json_schema(extra: dict[str, Any] | None = None) -> dict[str, 
 
 
 def _type_name(annotation: Any) -> str:
-    text = str(annotation).replace("typing.", "").replace("dstack_iac.config.models.", "")
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return " | ".join(json.dumps(member.value) for member in annotation)
+    text = re.sub(r"<enum '(\w+)'>", r"\1", str(annotation))
+    text = re.sub(r"dstack_iac\.config\.[\w.]+\.", "", text.replace("typing.", ""))
     return text.replace("NoneType", "None").replace("<class '", "").replace("'>", "")
 
 
@@ -125,6 +154,7 @@ _TYPE_NAMES = {"volumes": "list[NetworkVolumeMount | InstanceVolumeMount | str]"
 _DEFAULT_NOTES = {
     "spot_policy": "on-demand",
     "max_duration": "off",
+    "stop_duration": "5m",
     "resources": "cpu 2.., memory 8GB.., disk 100GB.., no GPU",
 }
 

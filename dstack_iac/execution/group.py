@@ -102,7 +102,7 @@ class NodeGroup:
     def upload(self, archive: bytes, abort: Callable[[], None] | None = None) -> None:
         self.each(lambda session: session.upload(archive), abort).raise_first()
 
-    def stop(self, grace: float = 3.0) -> None:
+    def stop(self, grace: float | None = 3.0) -> None:
         self.each(lambda session: session.stop(grace))
 
     def close(self) -> None:
@@ -142,16 +142,56 @@ class CommandsOutcome:
         return max(codes) if any(codes) else 0
 
 
+class StartGate:
+    """`startup_order`: with master-first, the workers' commands start once the master's have;
+    with workers-first, the master's once every worker's have; with any, all at once. A node
+    that waits gives up when the run is stopping (`abandoned`)."""
+
+    def __init__(self, order: str, ranks: Sequence[int], abandoned: Callable[[], bool]):
+        self.order = order
+        self._ranks = list(ranks)
+        self._started: set[int] = set()
+        self._abandoned = abandoned
+        self._lock = threading.Condition()
+
+    def _waits_for(self, rank: int) -> list[int]:
+        master = self._ranks[0] if self._ranks else 0
+        if self.order == "master-first" and rank != master:
+            return [master]
+        if self.order == "workers-first" and rank == master:
+            return [r for r in self._ranks if r != master]
+        return []
+
+    def wait_turn(self, rank: int) -> bool:
+        """Block until `rank` may start; False when the run stopped meanwhile."""
+        needed = self._waits_for(rank)
+        with self._lock:
+            while not all(r in self._started for r in needed):
+                if self._abandoned():
+                    return False
+                self._lock.wait(timeout=0.2)
+        return not self._abandoned()
+
+    def started(self, rank: int) -> None:
+        with self._lock:
+            self._started.add(rank)
+            self._lock.notify_all()
+
+
 def run_on_group(
     group: NodeGroup,
     run_node: Callable[[NodeSession], int],
     *,
     on_node_failed: Callable[[int, int], None],
     outcome: CommandsOutcome,
-    stop_grace: float = 3.0,
+    stop_grace: float | None = 3.0,
+    master_done_stops_all: bool = False,
+    on_master_done: Callable[[], None] = lambda: None,
 ) -> int:
     """Run the script on every node; the first node to fail stops the others (a lost node too).
-    Returns the run's exit code. A node stopped on purpose exits 143 and is not a failure."""
+    Returns the run's exit code. A node stopped on purpose exits 143 and is not a failure.
+    With `master_done_stops_all` (stop_criteria: master-done), the master exiting 0 ends the
+    run successfully and stops the workers."""
 
     def stop_others(session: NodeSession) -> None:
         for other in group.sessions:
@@ -167,7 +207,11 @@ def run_on_group(
                 stop_others(session)
                 raise
             code = 143
-        if code != 0 and not session.stopped and outcome.node_failed(rank, code):
+        if code == 0 and master_done_stops_all and session is group.master and len(group) > 1 \
+                and outcome.stop_all("master-done", 0):
+            on_master_done()
+            stop_others(session)
+        elif code != 0 and not session.stopped and outcome.node_failed(rank, code):
             on_node_failed(rank, code)
             stop_others(session)
         return code

@@ -15,9 +15,12 @@ import paramiko
 
 from dstack_iac.errors import NodeLost
 from dstack_iac.execution.mounts import namespaced_command
+from dstack_iac.execution.script import COMMANDS_STARTED
 from dstack_iac.model.nodes import NodeEndpoint
+from dstack_iac.model.plan import NodeRuntime
 
 CONNECT_TIMEOUT = 20
+STOPPED_BEFORE_START = 143  # what a task stopped by SIGTERM exits with
 SESSION_ERRORS = (paramiko.SSHException, OSError, EOFError)
 
 
@@ -38,18 +41,25 @@ def write_known_hosts(path: Path, nodes: Sequence[NodeEndpoint]) -> None:
 
 
 class LineWriter:
-    """A file-like sink for Invoke's streams: whole lines, prefixed, to `emit` as they arrive."""
+    """A file-like sink for Invoke's streams: whole lines, prefixed, to `emit` as they arrive.
+    A line that is one of `signals` is not shown: its callback is called instead."""
 
-    def __init__(self, prefix: str, emit: Callable[[str], None]):
+    def __init__(self, prefix: str, emit: Callable[[str], None],
+                 signals: dict[str, Callable[[], None]] | None = None):
         self.prefix = prefix
         self.emit = emit
+        self.signals = signals or {}
         self._partial = ""
 
     def write(self, text: str) -> int:
         self._partial += text
         *lines, self._partial = self._partial.split("\n")
         for line in lines:
-            self.emit(self.prefix + line.rstrip("\r"))
+            line = line.rstrip("\r")
+            if line in self.signals:
+                self.signals[line]()
+            else:
+                self.emit(self.prefix + line)
         return len(text)
 
     def flush(self) -> None:
@@ -108,27 +118,54 @@ class NodeSession:
         connection.open()
         return connection
 
-    def _feed(self, command: str, data: bytes) -> None:
-        """Run `command` on its own channel with `data` as its stdin: one round trip, no SFTP."""
+    def _feed(self, command: str, data: bytes = b"") -> str:
+        """Run `command` on its own channel with `data` as its stdin: one round trip, no SFTP.
+        Returns its output; raises naming the command (its first step) when it fails."""
         channel = self.connection.transport.open_session()
         try:
             channel.exec_command(command)
             channel.sendall(data)
             channel.shutdown_write()
-            errors = b""
-            while not channel.exit_status_ready() or channel.recv_stderr_ready():
+            errors, output = b"", b""
+            while not channel.exit_status_ready() or channel.recv_stderr_ready() or channel.recv_ready():
                 if channel.recv_stderr_ready():
                     errors += channel.recv_stderr(65536)
                 elif channel.recv_ready():
-                    channel.recv(65536)
+                    output += channel.recv(65536)
                 else:
                     channel.status_event.wait(0.05)
             status = channel.recv_exit_status()
         finally:
             channel.close()
         if status != 0:
-            raise OSError(f"node {self.endpoint.rank}: `{command.split(' &&')[0]}` failed ({status}): "
-                          f"{errors.decode(errors='replace').strip()}")
+            reason = errors.decode(errors="replace").strip()
+            if reason.startswith(("repos:", "files:")):
+                raise OSError(f"node {self.endpoint.rank}: {reason}")
+            raise OSError(f"node {self.endpoint.rank}: `{command.split(' &&')[0]}` failed ({status}): {reason}")
+        return output.decode(errors="replace")
+
+    def command_output(self, command: str) -> str:
+        return self._feed(command)
+
+    def extract(self, archive: bytes, directory: str) -> None:
+        """Unpack a tar.gz into `directory` on the node (`$HOME/...` is the user's home there)."""
+        where = '"$HOME"' + shlex.quote(directory[5:]) if directory.startswith("$HOME") else shlex.quote(directory)
+        self._feed(f"mkdir -p {where} && tar -xzf - -C {where}", archive)
+
+    def run_with_secret(self, command: str, variable: str, username: str | None, password) -> None:
+        """Run `command` with `$variable` naming a private askpass script that answers git with
+        the credentials (written through stdin, removed after): never in a command line."""
+        if password is None:
+            self._feed(command)
+            return
+        script = f"{self.node_dir}/askpass"
+        body = (f"#!/bin/sh\ncase \"$1\" in Username*) printf '%s\\n' {shlex.quote(username or 'git')};; "
+                f"*) printf '%s\\n' {shlex.quote(password.get_secret_value())};; esac\n")
+        self.put_private(body.encode(), script, 0o700)
+        try:
+            self._feed(f"{variable}={shlex.quote(script)} && export {variable} && {command}")
+        finally:
+            self._feed(f"rm -f {shlex.quote(script)}")
 
     def put_private(self, data: bytes, remote: str, mode: int = 0o600) -> None:
         """Write a file on the node readable by the run's user only (it may hold secrets)."""
@@ -136,22 +173,39 @@ class NodeSession:
         self._feed(f"umask 077 && cat > {path} && chmod {mode:o} {path}", data)
 
     def upload(self, archive: bytes) -> None:
-        working_dir = shlex.quote(self.endpoint.working_dir)
-        self._feed(f"mkdir -p {working_dir} && tar -xzf - -C {working_dir}", archive)
+        self.extract(archive, self.endpoint.working_dir)
 
     def run_script(self, script: str, emit: Callable[[str], None], prefix: str,
-                   mounts: Sequence[tuple[str, str]] = ()) -> int:
+                   runtime: NodeRuntime | None = None, on_start: Callable[[], None] | None = None) -> int:
         script_path = f"{self.node_dir}/task.sh"
         self.put_private(script.encode(), script_path, 0o700)
-        pid_file = shlex.quote(f"{self.node_dir}/task.pid")
+        pid_file, stop_file = (shlex.quote(f"{self.node_dir}/{name}") for name in ("task.pid", "task.stop"))
+        runtime = runtime or NodeRuntime()
+        namespaced = namespaced_command(script_path, runtime.namespace_mounts, private_roots=runtime.private_roots,
+                                        kept_dirs=runtime.kept_dirs, scratch=f"{self.node_dir}/private")
         # The login shell is a session leader: its pid is the process group that `stop` kills.
-        command = f"echo $$ > {pid_file}; {namespaced_command(script_path, mounts)}"
-        out, err = LineWriter(prefix, emit), LineWriter(prefix, emit)
+        # `stop` leaves its marker before it reads the pid file: a stop that came before the
+        # pid was written is seen here, one that came after finds the pid.
+        command = f"echo $$ > {pid_file}; [ -e {stop_file} ] && exit {STOPPED_BEFORE_START}; {namespaced}"
+        if self._stopped.is_set():
+            return STOPPED_BEFORE_START
+        started = threading.Event()
+
+        def commands_started() -> None:
+            # Once: when the script says its commands start, or at the latest when it ended.
+            if not started.is_set():
+                started.set()
+                if on_start is not None:
+                    on_start()
+
+        out = LineWriter(prefix, emit, {COMMANDS_STARTED: commands_started})
+        err = LineWriter(prefix, emit)
         try:
             result = self.connection.run(command, warn=True, hide=False, out_stream=out, err_stream=err, pty=False)
         finally:
             out.close()
             err.close()
+            commands_started()
         # No exit status: killed by a signal (the connection is fine), or the node went away.
         if (result.exited is None or result.exited < 0) and not self.connection.is_connected:
             raise NodeLost(f"node {self.endpoint.rank} ({self.endpoint.address}) stopped answering: its SSH session "
@@ -168,23 +222,24 @@ class NodeSession:
         """Whether `stop` was called: the task ending then is our doing, not a failure of its own."""
         return self._stopped.is_set()
 
-    def stop(self, grace: float = 3.0) -> None:
-        """Stop the task's whole process group: SIGTERM, then SIGKILL after `grace` seconds, through
-        a connection of its own (the main one is busy streaming the task's output)."""
+    def stop(self, grace: float | None = 3.0) -> None:
+        """Stop the task's whole process group: SIGTERM, then SIGKILL after `grace` seconds (never,
+        with None: `stop_duration: off`), through a connection of its own (the main one is busy
+        streaming the task's output)."""
         if self._stopped.is_set():
             return
         self._stopped.set()
-        pid_file = shlex.quote(f"{self.node_dir}/task.pid")
-        steps = max(1, int(grace * 10))
+        pid_file, stop_file = (shlex.quote(f"{self.node_dir}/{name}") for name in ("task.pid", "task.stop"))
+        wait = "while kill -0 -$pg 2>/dev/null; do sleep 0.1; done; exit 0" if grace is None else \
+            f"for i in $(seq {max(1, int(grace * 10))}); do kill -0 -$pg 2>/dev/null || exit 0; sleep 0.1; done"
         command = (
-            f"if [ -f {pid_file} ]; then pg=$(cat {pid_file}); kill -TERM -$pg 2>/dev/null; "
-            f"for i in $(seq {steps}); do kill -0 -$pg 2>/dev/null || exit 0; sleep 0.1; done; "
-            f"kill -KILL -$pg 2>/dev/null; fi; true"
+            f": > {stop_file}; if [ -f {pid_file} ]; then pg=$(cat {pid_file}); kill -TERM -$pg 2>/dev/null; "
+            f"{wait}; kill -KILL -$pg 2>/dev/null; fi; true"
         )
         try:
             other = self._connect()
             try:
-                other.run(command, hide=True, warn=True, timeout=grace + 30)
+                other.run(command, hide=True, warn=True, timeout=None if grace is None else grace + 30)
             finally:
                 other.close()
         except Exception:  # noqa: BLE001 - the node may already be gone; teardown follows anyway

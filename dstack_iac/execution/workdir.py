@@ -119,19 +119,24 @@ def _refuse_system_directories(root: Path) -> None:
                        "run from a project directory (dstack-iac run path/to/project)")
 
 
-def pack_working_dir(root: Path) -> bytes:
-    _refuse_system_directories(root)
-    files = collect_files(root)
+def check_upload_size(root: Path, files: list[tuple[str, Path, int]]) -> None:
+    """Refuse an upload over the limit, naming its largest files."""
     total = sum(size for _, _, size in files)
     limit = upload_limit_gb()
     if total / 1024**3 > limit:
         biggest = sorted(files, key=lambda f: f[2], reverse=True)[:5]
         listing = ", ".join(f"{rel} ({format_memory(round(size / 1024**2) / 1024)})" for rel, _, size in biggest)
         raise UploadTooLarge(
-            f"the working directory {root} is {format_memory(round(total / 1024**2) / 1024)} to upload, over the "
+            f"{root} is {format_memory(round(total / 1024**2) / 1024)} to upload, over the "
             f"limit of {format_memory(limit)}; largest: {listing}. Add them to .dstackignore, or raise the limit "
             f"with {UPLOAD_LIMIT_ENV}=500MB"
         )
+
+
+def pack_working_dir(root: Path) -> bytes:
+    _refuse_system_directories(root)
+    files = collect_files(root)
+    check_upload_size(root, files)
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as archive:
         for relative, path, _ in files:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import secrets
 import shutil
 import signal
 import subprocess
@@ -31,7 +30,9 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from dstack_iac.errors import EnvironmentProblem, InfrastructureError
-from dstack_iac.paths import cache_dir, ensure_private_dir, state_dir
+from dstack_iac import paths
+from dstack_iac.paths import cache_dir, ensure_private_dir
+from dstack_iac.state.secrets import ensure_passphrase
 
 # Raise together with tools/pulumi/go.mod (scripts/setup builds that tag when no CLI is found).
 MIN_PULUMI_VERSION = (3, 276, 0)
@@ -130,9 +131,7 @@ def require_pulumi() -> PulumiCli:
     return cli
 
 
-def backend_url() -> str:
-    """An explicit PULUMI_BACKEND_URL wins; else a file backend in the state dir."""
-    return os.environ.get("PULUMI_BACKEND_URL") or (state_dir() / "pulumi").as_uri()
+backend_url = paths.backend_url  # where the state lives is decided in paths (run records live there too)
 
 
 def file_backend_dir() -> Path | None:
@@ -144,27 +143,8 @@ def file_backend_dir() -> Path | None:
     return Path(os.path.expanduser(path)) if path.startswith("~") else Path(path)
 
 
-def passphrase_file() -> Path:
-    return state_dir() / "passphrase"
-
-
 def _passphrase_env() -> dict[str, str]:
-    if os.environ.get("PULUMI_CONFIG_PASSPHRASE") is not None:
-        return {"PULUMI_CONFIG_PASSPHRASE": os.environ["PULUMI_CONFIG_PASSPHRASE"]}
-    if os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
-        return {"PULUMI_CONFIG_PASSPHRASE_FILE": os.environ["PULUMI_CONFIG_PASSPHRASE_FILE"]}
-    path = passphrase_file()
-    if not path.exists():
-        ensure_private_dir(path.parent)
-        # O_EXCL: two first runs at once must not overwrite each other's passphrase.
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(32))
-    return {"PULUMI_CONFIG_PASSPHRASE_FILE": str(path)}
+    return ensure_passphrase()
 
 
 def plugin_dirs(cli: PulumiCli | None) -> list[Path]:

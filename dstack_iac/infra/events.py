@@ -32,10 +32,12 @@ class StackProgress:
     """Turns events into lines for `say` ("created node-0 (dstack-iac:local:Node) in 0.42s"), and
     keeps the engine's error diagnostics and, for previews, the planned changes."""
 
-    def __init__(self, say: Callable[[str], None] | None = None):
+    def __init__(self, say: Callable[[str], None] | None = None, on_policy: Callable[[str], None] | None = None):
         self.say = say
+        self.on_policy = on_policy  # advisory policy findings, as they come (mandatory ones fail the update)
         self.errors: list[str] = []
         self.planned: list[PlannedChange] = []
+        self.policy_findings: list = []  # PolicyFinding, one per policyEvent (infra/policy.py)
         self._started: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -66,6 +68,13 @@ class StackProgress:
             diagnostic = event.diagnostic_event
             if diagnostic.severity == "error" and diagnostic.message.strip():
                 self.errors.append(diagnostic.message.strip())
+        elif getattr(event, "policy_event", None) is not None:
+            from dstack_iac.infra.policy import finding_from_event
+
+            finding = finding_from_event(event.policy_event)
+            self.policy_findings.append(finding)
+            if self.on_policy is not None and not finding.mandatory:
+                self.on_policy(f"policy: {finding.describe()}")
 
     def error_text(self) -> str:
         return "\n".join(dict.fromkeys(self.errors))

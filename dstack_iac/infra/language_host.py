@@ -12,8 +12,12 @@ its port, then serves until the engine stops it.
 from __future__ import annotations
 
 import os
+import queue
 import runpy
+import signal
+import subprocess
 import sys
+import threading
 from concurrent import futures
 from pathlib import Path
 
@@ -32,6 +36,62 @@ def _program_runner(request):
     return run
 
 
+def _plugin_python(root: str, options: dict) -> str:
+    """The Python a plugin (a policy pack) runs with, as Pulumi's own host picks it: the runtime
+    option `virtualenv` (relative to the plugin's directory), else its `venv`, else ours."""
+    venv = options.get("virtualenv")
+    python = Path(root, venv or "venv", "bin", "python")
+    if python.exists():
+        return str(python)
+    if venv:
+        raise FileNotFoundError(f"the virtualenv {python.parent.parent} of the plugin in {root} does not exist")
+    return sys.executable
+
+
+def _run_plugin(request, context):
+    """LanguageRuntime.RunPlugin, how the engine starts a `runtime: python` policy pack
+    (`--policy-pack DIR`): `python DIR ARGS...` (its __main__.py), its stdout and stderr streamed
+    back as they come, then its exit code. The engine stops it by cancelling the call."""
+    from google.protobuf import json_format
+    from pulumi.runtime.proto import language_pb2
+
+    info = request.info
+    directory = info.program_directory or request.program
+    options = json_format.MessageToDict(info.options) if info.HasField("options") else {}
+    python = _plugin_python(info.root_directory or directory, options)
+    env = dict(item.split("=", 1) for item in request.env if "=" in item) or dict(os.environ)
+    process = subprocess.Popen([python, "-u", directory, *request.args], cwd=request.pwd or None, env=env,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def stop() -> None:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    context.add_callback(stop)
+    chunks: queue.Queue = queue.Queue()
+
+    def pump(stream, field: str) -> None:
+        while chunk := os.read(stream.fileno(), 65536):
+            chunks.put((field, chunk))
+        chunks.put((field, None))
+
+    for stream, field in ((process.stdout, "stdout"), (process.stderr, "stderr")):
+        threading.Thread(target=pump, args=(stream, field), daemon=True).start()
+    open_streams = 2
+    while open_streams:
+        field, chunk = chunks.get()
+        if chunk is None:
+            open_streams -= 1
+        else:
+            yield language_pb2.RunPluginResponse(**{field: chunk})
+    code = process.wait()
+    yield language_pb2.RunPluginResponse(exitcode=code if code >= 0 else 128 - code)
+
+
 def main() -> None:
     import grpc
     from pulumi.automation._server import LanguageServer
@@ -45,13 +105,19 @@ def main() -> None:
             self.program = _program_runner(request)
             return super().Run(request, context)
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4),
+        def RunPlugin(self, request, context):  # noqa: N802 - the protocol's name
+            yield from _run_plugin(request, context)
+
+    # A RunPlugin call holds a worker for as long as its policy pack lives.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16),
                          options=[("grpc.max_receive_message_length", 400 * 1024 * 1024)])
     language_pb2_grpc.add_LanguageRuntimeServicer_to_server(ProjectLanguageServer(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     sys.stdout.write(f"{port}\n")
     sys.stdout.flush()
+    # The engine stops its plugins with SIGINT: end quietly, not with a KeyboardInterrupt traceback.
+    signal.signal(signal.SIGINT, lambda *_: server.stop(0))
     server.wait_for_termination()
 
 

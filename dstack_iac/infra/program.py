@@ -25,6 +25,9 @@ def run_program(plan: RunPlan, backend: Backend, inputs: RunInputs,
     def program() -> None:
         import pulumi
 
+        from dstack_iac.infra.offer_resource import declare_offer
+
+        declare_offer("offer", plan.offer, plan.nodes, rented=backend.catalog is not None)
         cluster = backend.declare_cluster(CLUSTER_NAME, plan, inputs)
         pulumi.export("nodes", cluster.nodes)
         if on_nodes is not None:

@@ -10,19 +10,40 @@ caller from the program itself, so `up` needs no `stack output` afterwards.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 
-from dstack_iac.errors import DstackIacError
+from dstack_iac.errors import DstackIacError, EnvironmentProblem
 from dstack_iac.infra.engine import PROJECT_NAME, Engine, EngineError, file_backend_dir, get_engine
 
 GRPC_OPTIONS = [("grpc.max_receive_message_length", 400 * 1024 * 1024),
                 ("grpc.max_send_message_length", 400 * 1024 * 1024)]
 OnEvent = Callable[[object], None]
+
+
+SECRETS_PROVIDER_ENV = "DSTACK_IAC_SECRETS_PROVIDER"  # e.g. awskms://alias/team?region=eu-west-1
+
+
+def require_shared_secrets() -> None:
+    """A backend the team shares holds stacks everyone must be able to destroy: their secrets
+    cannot be encrypted with a passphrase only this state dir knows (the one made by default).
+    A file:// backend works as it always did (a directory shared by several users is their
+    business: docs/teams.md says to give them one PULUMI_CONFIG_PASSPHRASE_FILE)."""
+    url = os.environ.get("PULUMI_BACKEND_URL", "")
+    if not url or url.startswith(("https://", "http://", "file://")):  # Pulumi Cloud's secrets; a directory
+        return
+    if os.environ.get("PULUMI_CONFIG_PASSPHRASE") is not None or os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
+        return
+    raise EnvironmentProblem(
+        f"the backend {url.split('?')[0]} is shared, but stacks' secrets would be encrypted with this state dir's "
+        "own passphrase, which nobody else has (so nobody else could stop your runs)",
+        hint=f"set the team's {SECRETS_PROVIDER_ENV} (awskms://..., gcpkms://..., azurekeyvault://...) or its "
+             "PULUMI_CONFIG_PASSPHRASE_FILE (docs/teams.md)")
 
 
 class ProgramFailed(DstackIacError):
@@ -110,23 +131,33 @@ class ManagedStack:
     # --- lifecycle ---------------------------------------------------------------------------
 
     def create(self) -> None:
-        """A new, empty stack (one engine call; fails if it exists)."""
-        self.engine.run(["stack", "init", self.name, "--no-select"])
+        """A new, empty stack (one engine call; fails if it exists), its secrets encrypted by the
+        team's provider when one is set."""
+        provider = os.environ.get(SECRETS_PROVIDER_ENV, "").strip()
+        if not provider:
+            require_shared_secrets()
+        self.engine.run(["stack", "init", self.name, "--no-select",
+                         *(["--secrets-provider", provider] if provider else [])])
 
-    def up(self, program: Callable[[], None], on_event: OnEvent | None = None) -> None:
-        self._update("up", program, on_event)
+    def up(self, program: Callable[[], None], on_event: OnEvent | None = None,
+           extra_args: Sequence[str] = ()) -> None:
+        self._update("up", program, on_event, extra_args)
 
-    def preview(self, program: Callable[[], None], on_event: OnEvent | None = None) -> None:
-        self._update("preview", program, on_event)
+    def preview(self, program: Callable[[], None], on_event: OnEvent | None = None,
+                extra_args: Sequence[str] = ()) -> None:
+        """`extra_args`: e.g. the policy packs' `--policy-pack DIR` (infra/policy.py)."""
+        self._update("preview", program, on_event, extra_args)
 
-    def _update(self, verb: str, program: Callable[[], None], on_event: OnEvent | None) -> None:
+    def _update(self, verb: str, program: Callable[[], None], on_event: OnEvent | None,
+                extra_args: Sequence[str] = ()) -> None:
         guard = _ProgramGuard(program)
         servers = _serve(guard, on_event)
         args = [verb, "--stack", self.name, "--skip-preview", "--yes", *servers.args] if verb == "up" \
             else [verb, "--stack", self.name, *servers.args]
+        args += list(extra_args)
         try:
             self.engine.run(args)
-        except EngineError as exc:
+        except EngineError:
             if guard.error is not None and not isinstance(guard.error, (KeyboardInterrupt, SystemExit)):
                 error = guard.error
                 if isinstance(error, DstackIacError):
@@ -144,11 +175,35 @@ class ManagedStack:
         if remove:
             args.append("--remove")
         try:
-            self.engine.run(args)
+            try:
+                self.engine.run(args)
+            except EngineError as exc:
+                if "failed to load checkpoint" not in str(exc) or not self.recover_checkpoint():
+                    raise
+                self.engine.run(args)
         finally:
             servers.stop()
         if remove:
             self._forget_backups()
+
+    def recover_checkpoint(self) -> bool:
+        """A file-backend checkpoint that a full disk cut short (empty, or not JSON) is replaced
+        by the previous one the backend kept beside it (`.json.bak`), so the stack can still be
+        destroyed. True when it was."""
+        directory = file_backend_dir()
+        if directory is None:
+            return False
+        recovered = False
+        for checkpoint in directory.glob(f".pulumi/stacks/*/{self.name}.json"):
+            backup = checkpoint.with_name(checkpoint.name + ".bak")
+            if _is_json(checkpoint) or not _is_json(backup):
+                continue
+            tmp = checkpoint.with_name(checkpoint.name + ".recovered")
+            tmp.write_bytes(backup.read_bytes())
+            os.replace(tmp, checkpoint)
+            Path(f"{checkpoint}.attrs").unlink(missing_ok=True)  # its checksum is the cut-short file's
+            recovered = True
+        return recovered
 
     def remove(self, force: bool = False) -> None:
         self.engine.run(["stack", "rm", self.name, "--yes", *(["--force"] if force else [])])
@@ -203,6 +258,14 @@ class ManagedStack:
         if directory is not None:
             for leftover in directory.glob(f".pulumi/stacks/*/{self.name}.json.bak*"):
                 leftover.unlink(missing_ok=True)
+
+
+def _is_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _unlink_lock(lock: Path) -> None:

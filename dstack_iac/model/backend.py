@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SkipValidation
 
 from dstack_iac.config.models import PortMapping, RetryEvent, TaskConfiguration, VolumeConfiguration
 from dstack_iac.model.nodes import NodeEndpoint
@@ -29,6 +30,20 @@ from dstack_iac.model.plan import NodeRuntime, RunInputs, RunPlan
 
 if TYPE_CHECKING:  # the session type lives in execution; only its shape matters here
     from dstack_iac.execution.session import NodeSession
+
+
+class Capability(str, Enum):
+    """What a backend can do beyond running commands on a machine; tasks that ask for one are
+    refused, before anything is created, on a backend that lacks it (plan/capabilities.py)."""
+
+    CONTAINERS = "containers"  # the commands run in an image (image, shm_size)
+    PRIVILEGED = "privileged"  # a privileged container (privileged)
+    DOCKER_IN_DOCKER = "docker-in-docker"  # docker: true
+    CUDA_COMPILER = "cuda-compiler"  # nvcc: an image with the CUDA toolkit
+    RUN_AS_USER = "run-as-user"  # user
+    RESERVATIONS = "reservations"  # reservation
+    EXISTING_MACHINES = "existing-machines"  # fleets, instances, creation_policy: reuse
+    REPO_CLONE_ON_NODE = "repo-clone-on-node"  # a repo URL is cloned by the node (else by the CLI, uploaded)
 
 
 class Check(BaseModel):
@@ -71,7 +86,9 @@ class OfferRequest(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    configuration: TaskConfiguration
+    # Validated when loaded; the planner narrows it to one node group (its nodes and resources),
+    # which a second validation would judge as a whole task.
+    configuration: SkipValidation[TaskConfiguration]
     volume_place: VolumePlace | None = None
 
 
@@ -93,6 +110,18 @@ class Backend(Protocol):
     # The priced offers of a cloud (listed by `offers`, refreshed by `offers --refresh`); None when
     # the backend's offers are machines it measures (local, ssh).
     catalog: ClassVar[Catalog | None]
+    capabilities: ClassVar[frozenset[Capability]]
+    # Resource inputs every launch chooses anew (a local node's directory and address, the lease's
+    # expiry in tags): a reviewed plan shows them as such and does not compare them.
+    per_launch_inputs: ClassVar[frozenset[str]]
+    # The run's nodes are processes of the machine that started it (local), or what tears them
+    # down exists only there (ssh: lease records, the fleet's identity files): only that machine
+    # may stop them, and its provider refuses to act anywhere else. `host_bound_why` says why.
+    host_bound: ClassVar[bool]
+    host_bound_why: ClassVar[str]
+
+    def lacks(self, capability: Capability, field: str) -> tuple[str, str]:
+        """Why this backend cannot honour `field` (which needs `capability`), and what would."""
 
     def considered_by_default(self) -> bool:
         """Whether a task that names no backend may run here."""
@@ -156,3 +185,10 @@ class Backend(Protocol):
 
     def doctor_checks(self) -> list[Check]:
         """What `dstack-iac doctor` reports for this backend."""
+
+    def build_storage_region(self, plan: RunPlan) -> str | None:
+        """Where `--build` results are kept off the nodes (a bucket per region, see
+        runs/build_cache.py), or None when the nodes' machines keep them (their build cache)."""
+
+    def declare_build_storage(self, name: str, region: str, archives: dict[str, Any]) -> dict[str, Any]:
+        """The build storage of a region, inside a Pulumi program: outputs `bucket`."""

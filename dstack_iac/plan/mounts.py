@@ -21,7 +21,7 @@ def resolve_mounts(configuration: TaskConfiguration, backend: Backend,
     """Every mount, per rank, on `backend`. Network volumes must exist there."""
     mounts: list[ResolvedMount] = []
     for index, mount in enumerate(configuration.volumes):
-        for rank in range(configuration.nodes):
+        for rank in range(configuration.total_nodes):
             if isinstance(mount, InstanceVolumeMount):
                 if backend.instance_path_exists(mount.instance_path) is False:
                     if mount.optional:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pydantic import BaseModel
 
 from dstack_iac.backends.registry import all_backends, get_backend
+from dstack_iac.backends.registry import names as registry_names
 from dstack_iac.config.models import RESERVED_STACK_PREFIXES
 from dstack_iac.errors import DstackIacError
 from dstack_iac.infra.stack import ManagedStack, list_stacks
@@ -34,6 +35,7 @@ class Garbage(BaseModel):
     leftovers: list[str]
     orphans: list[Orphan] = []
     owner_alive: bool = False
+    remote: bool = False  # another state dir's or machine's run, known from the backend (runs/remote.py)
 
 
 def _is_run_stack(name: str) -> bool:
@@ -57,11 +59,36 @@ def _backend_of(name: str, has_stack: bool) -> str | None:
     return None
 
 
+def _remote_garbage(view, has_stack: bool, note: Say) -> Garbage | None:
+    """A run of someone else sharing the backend: garbage only when its owner is gone, and only
+    this machine's to collect when its nodes are not another machine's processes."""
+    from dstack_iac.state.backend_records import on_this_host, owner_text
+
+    record = view.record
+    if (view.status.active and view.owner_alive) or (not view.status.active and not has_stack):
+        return None
+    backend = get_backend(record.backend) if record.backend in registry_names() else None
+    if backend is not None and backend.host_bound and not on_this_host(record):
+        note(f"{record.name}: left by {owner_text(record)}; {backend.host_bound_why}: collect it there")
+        return None
+    return Garbage(run=record.name, backend=record.backend, why=f"its owner ({owner_text(record)}) is gone",
+                   leftovers=["its stack"] if has_stack else ["its record (active)"], remote=True)
+
+
 def find_garbage(note: Say = lambda _: None) -> list[Garbage]:
+    from dstack_iac.state.team import list_runs
+
     stacks = {summary.name for summary in list_stacks()}
+    views = {view.name: view for view in list_runs(note)}
     found: list[Garbage] = []
-    for name in sorted(_run_names(stacks)):
+    for name in sorted(_run_names(stacks) | {n for n, v in views.items() if not v.here}):
         has_stack = name in stacks
+        view = views.get(name)
+        if view is not None and not view.here:
+            garbage = _remote_garbage(view, has_stack, note)
+            if garbage is not None:
+                found.append(garbage)
+            continue
         alive = runs.owner_alive(name)
         if alive and has_stack:
             continue  # a live run: its owner tears it down
@@ -103,6 +130,8 @@ def collect(garbage: list[Garbage], say: Say) -> None:
         if item.orphans:
             for removed in get_backend(item.backend).remove_orphans(item.orphans):
                 say(f"Removed {removed}.")
+        elif item.remote:
+            stop_run(item.run, say)
         elif item.run.startswith(PREVIEW_PREFIX):
             ManagedStack(item.run).remove(force=True)
             say(f"Removed the preview stack {item.run}.")

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from dstack_iac.backends.registry import all_backends, get_backend
+from collections.abc import Callable
+
+from dstack_iac.backends.registry import all_backends
 from dstack_iac.config.loader import Task
 from dstack_iac.errors import DstackIacError, NoOffer
 from dstack_iac.model.backend import OfferRequest
 from dstack_iac.model.offers import Offer
+from dstack_iac.runs.planning import named_backends
 
 
-def list_offers(task: Task) -> list[Offer]:
+def list_offers(task: Task, note: Callable[[str], None] = lambda _: None) -> list[Offer]:
     """The task's backends' offers (all backends with a catalog when it names none), cheapest
     first; NoOffer with every backend's reason when none has one."""
     names = task.configuration.backends
-    backends = [get_backend(name) for name in names] if names else \
+    backends = named_backends(names, note) if names else \
         [backend for backend in all_backends() if backend.catalog is not None]
     found: list[Offer] = []
     reasons: list[tuple[str, DstackIacError]] = []

@@ -11,15 +11,20 @@ from dstack_iac.model.backend import Backend
 from dstack_iac.model.plan import RunPlan
 from dstack_iac.plan.names import generate_run_name
 from dstack_iac.plan.planner import DEFAULT_LEASE_SECONDS, plan_run
-from dstack_iac.state import runs, volumes
+from dstack_iac.state import volumes
+from dstack_iac.state.secrets import SecretStore
 
 
 def candidate_backends(task: Task, note: Callable[[str], None] = lambda _: None) -> list[Backend]:
-    """The backends the task names (those dstack-iac does not implement are skipped, with a
-    note, while one that it does remains), else those that need nothing set up (`local`)."""
-    names = task.configuration.backends
-    if not names:
+    """The backends the task names, else those that need nothing set up (`local`)."""
+    if not task.configuration.backends:
         return [backend for backend in all_backends() if backend.considered_by_default()]
+    return named_backends(task.configuration.backends, note)
+
+
+def named_backends(names: list[str], note: Callable[[str], None] = lambda _: None) -> list[Backend]:
+    """The named backends; those dstack-iac does not implement are skipped, with a note, while
+    one that it does remains (NotImplementedBackend when none does)."""
     found, missing = [], []
     for name in dict.fromkeys(names):
         try:
@@ -55,6 +60,11 @@ def lease_seconds(flag: str | None = None) -> int:
 
 def plan_task(task: Task, run_name: str | None = None, lease_seconds: int = DEFAULT_LEASE_SECONDS,
               note: Callable[[str], None] = lambda _: None) -> RunPlan:
-    name = run_name or task.configuration.name or generate_run_name(runs.active_names())
+    if not (run_name or task.configuration.name):
+        from dstack_iac.state.team import active_names
+
+        run_name = generate_run_name(active_names())  # free among everyone sharing the backend
+    name = run_name or task.configuration.name
     records = {record.name: record for record in volumes.all_volumes()}
-    return plan_run(task, name, candidate_backends(task, note), records, lease_seconds=lease_seconds)
+    secrets = SecretStore().resolve(task.secret_names) if task.secret_names else {}
+    return plan_run(task, name, candidate_backends(task, note), records, lease_seconds=lease_seconds, secrets=secrets)

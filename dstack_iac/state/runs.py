@@ -13,6 +13,7 @@ import fcntl
 import os
 import shutil
 import time
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from dstack_iac.paths import ensure_private_dir, run_dir, runs_dir, write_privat
 
 class RunStatus(str, Enum):
     PROVISIONING = "provisioning"
+    PENDING = "pending"  # waiting for capacity: `retry` on no-capacity, between attempts
     RUNNING = "running"
     TERMINATING = "terminating"
     DONE = "done"
@@ -34,8 +36,8 @@ class RunStatus(str, Enum):
 
     @property
     def active(self) -> bool:
-        return self in (RunStatus.PROVISIONING, RunStatus.RUNNING, RunStatus.TERMINATING, RunStatus.ORPHANED,
-                        RunStatus.EXPIRED)
+        return self in (RunStatus.PROVISIONING, RunStatus.PENDING, RunStatus.RUNNING, RunStatus.TERMINATING,
+                        RunStatus.ORPHANED, RunStatus.EXPIRED)
 
     @property
     def abandoned(self) -> bool:
@@ -65,10 +67,22 @@ class RunRecord(BaseModel):
     volumes: list[str] = []  # network volumes the run mounts: deleting them is refused meanwhile
     lease_seconds: int | None = None
     lease_renewed_at: float | None = None
+    # Where the run lives, for everyone sharing the Pulumi backend (state/backend_records.py).
+    host: str = ""  # the machine that started it, as people name it
+    host_id: str = ""  # the same machine, as providers check it (state/identity.py)
+    owner_started: int | None = None  # the owner's start time: with owner_pid, a pid reuse cannot fake
+    price_per_hour: float | None = None  # the plan's price, all nodes
+    run_dir: str = ""  # the run's directory on its host
+    generation: int = 0  # its entry in the backend's run index (0: not published)
+    priority: int = 0  # the task's `priority`: who gets capacity first when runs wait for it
 
     @property
     def effective_status(self) -> RunStatus:
-        if not self.status.active or self.status.abandoned or owner_alive(self.name):
+        return self.status_given(owner_alive(self.name))
+
+    def status_given(self, alive: bool) -> RunStatus:
+        """The status as seen by whoever knows whether the owner is `alive`."""
+        if not self.status.active or self.status.abandoned or alive:
             return self.status
         renewed = self.lease_renewed_at or self.created_at
         if self.lease_seconds and time.time() > renewed + self.lease_seconds:
@@ -164,9 +178,10 @@ def take_over(name: str, timeout: float = 300.0) -> RunClaim:
     return RunClaim(name, fd)
 
 
-def claim(record: RunRecord) -> RunClaim:
+def claim(record: RunRecord, note: Callable[[str], None] | None = None) -> RunClaim:
     """Own the run name (atomic), or RunNameTaken saying who has it. A finished run of the same
-    name makes way: its leftovers (log, keys) are removed."""
+    name makes way: its leftovers (log, keys) are removed. `note` hears, once, that the backend
+    keeps no run records (the run goes on, recorded here only)."""
     fd = _open_lock(record.name)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -180,6 +195,18 @@ def claim(record: RunRecord) -> RunClaim:
         os.close(fd)
         raise RunNameTaken(f"a run named {record.name!r} was abandoned by its owner and still holds resources: "
                            f"clean it up with `dstack-iac stop {record.name}`, or choose another name")
+    from dstack_iac.state import backend_records
+
+    try:
+        # The name is the backend's too: exactly one claimant wins it (RunNameTaken otherwise).
+        backend_records.claim(record)
+    except BaseException:
+        os.close(fd)
+        raise
+    if not record.generation and note is not None:
+        unshared = backend_records.no_records_note()
+        if unshared:
+            note(unshared)
     if existing is not None or record.directory.exists():
         shutil.rmtree(record.directory, ignore_errors=True)
     ensure_private_dir(record.directory)
@@ -188,7 +215,12 @@ def claim(record: RunRecord) -> RunClaim:
 
 
 def save(record: RunRecord) -> None:
+    """This machine's record, then the backend's (which everyone sharing the backend reads)."""
     write_private(record.directory / "run.json", record.model_dump_json(indent=2))
+    if record.generation:
+        from dstack_iac.state import backend_records
+
+        backend_records.publish(record)
 
 
 def load(name: str) -> RunRecord | None:
@@ -211,8 +243,24 @@ def active_names() -> set[str]:
     return {r.name for r in all_runs() if r.effective_status.active}
 
 
+def outranking(record: RunRecord, others: list[RunRecord]) -> list[RunRecord]:
+    """The runs that get capacity before `record`: waiting for it on the same backend, with a
+    higher priority, and still owned by a live process (an orphan waits for nobody)."""
+    return [other for other in others
+            if other.name != record.name and other.backend == record.backend and other.priority > record.priority
+            and other.status == RunStatus.PENDING and other.effective_status == RunStatus.PENDING]
+
+
 def finish(record: RunRecord, status: RunStatus, exit_code: int | None, message: str = "") -> RunRecord:
     updated = record.model_copy(update={"status": status, "exit_code": exit_code, "finished_at": time.time(),
                                         "message": message})
     save(updated)
     return updated
+
+
+def hand_over(claim: RunClaim, record: RunRecord) -> None:
+    """Make `record.owner_pid` the run's owner: the process that inherited the claim's lock (a
+    detached run's supervisor, from the CLI that claimed the name) holds it from now on."""
+    os.ftruncate(claim.fd, 0)
+    os.pwrite(claim.fd, str(record.owner_pid).encode(), 0)
+    save(record)

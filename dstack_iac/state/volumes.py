@@ -33,7 +33,19 @@ def _path(name: str):
 
 
 def save(record: VolumeRecord) -> None:
+    """This machine's record, and the backend's, which `volume list` of everyone sharing it reads."""
     write_private(_path(record.name), record.model_dump_json(indent=2))
+    from dstack_iac.errors import DstackIacError
+    from dstack_iac.state import backend_records, identity
+
+    try:
+        backend_records.publish_object("volumes", record.name, {**record.model_dump(mode="json"),
+                                                                "host": identity.host_name(),
+                                                                "owner": identity.owner()})
+    except DstackIacError:
+        # The volume exists and this machine's record says so; `volume list` elsewhere misses it
+        # until the backend can be written again (the next save publishes it).
+        pass
 
 
 def load(name: str) -> VolumeRecord | None:
@@ -41,6 +53,19 @@ def load(name: str) -> VolumeRecord | None:
         return VolumeRecord.model_validate_json(_path(name).read_text())
     except (OSError, ValueError):
         return None
+
+
+def shared_volumes() -> list[tuple[VolumeRecord, str, str]]:
+    """Volumes of everyone sharing the backend: (record, owner, host), this machine's included."""
+    from dstack_iac.state import backend_records
+
+    found = []
+    for data in backend_records.list_objects("volumes").values():
+        try:
+            found.append((VolumeRecord.model_validate(data), str(data.get("owner", "")), str(data.get("host", ""))))
+        except ValueError:
+            continue
+    return sorted(found, key=lambda item: item[0].name)
 
 
 def all_volumes() -> list[VolumeRecord]:
@@ -51,6 +76,9 @@ def all_volumes() -> list[VolumeRecord]:
 
 
 def forget(name: str) -> None:
+    from dstack_iac.state import backend_records
+
+    backend_records.forget_object("volumes", name)
     _path(name).unlink(missing_ok=True)
     try:
         (volumes_dir() / name).rmdir()

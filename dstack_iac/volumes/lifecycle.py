@@ -9,7 +9,7 @@ from dstack_iac.config.models import VOLUME_STACK_PREFIX, VolumeConfiguration
 from dstack_iac.errors import BadInput, Conflict
 from dstack_iac.infra.program import volume_program
 from dstack_iac.infra.stack import ManagedStack, stack_exists
-from dstack_iac.state import runs, volumes
+from dstack_iac.state import volumes
 from dstack_iac.state.volumes import VolumeRecord
 
 
@@ -30,8 +30,10 @@ def volume_stack_name(name: str) -> str:
 
 
 def users_of(name: str) -> list[str]:
-    """Active runs (orphaned ones included) that mount the volume."""
-    return [r.name for r in runs.all_runs() if r.effective_status.active and name in r.volumes]
+    """Active runs (orphaned ones included, anyone's sharing the backend) that mount the volume."""
+    from dstack_iac.state.team import list_runs
+
+    return [view.name for view in list_runs() if view.status.active and name in view.record.volumes]
 
 
 def create_volume(volume: VolumeConfiguration, configuration_path: str, on_event: Callable | None = None) -> VolumeRecord:

@@ -4,7 +4,8 @@
     pulumi config set configuration ../../examples/hello/.dstack.yml
     pulumi config set publicKey "$(cat ~/.ssh/id_ed25519.pub)"
     pulumi config set sshCidr 203.0.113.7/32      # aws and gcp
-    pulumi preview
+    pulumi config set plan plan.json              # optional: the plan reviewed with `dstack-iac preview --save-plan`
+    pulumi preview --policy-pack ../../policies/dstack-iac-guardrails   # optional: the team's policy packs
 """
 
 from pathlib import Path
@@ -18,8 +19,12 @@ configuration = Path(config.require("configuration"))
 if not configuration.is_absolute():
     configuration = Path(__file__).resolve().parent / configuration
 
+reviewed = config.get("plan") or None  # a plan saved by `dstack-iac preview --save-plan FILE`
+if reviewed and not Path(reviewed).is_absolute():
+    reviewed = Path(__file__).resolve().parent / reviewed
+
 cluster = task_cluster(
     "task", configuration, public_key=config.require("publicKey"), ssh_cidr=config.get("sshCidr") or None,
-    run_name=pulumi.get_stack(),
+    run_name=pulumi.get_stack(), reviewed_plan=reviewed,
 )
 pulumi.export("nodes", cluster.nodes)

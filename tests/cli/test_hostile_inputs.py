@@ -67,7 +67,7 @@ BAD_FILES = [
     ("env-missing", OK + "env: [DSTACK_TEST_SURELY_UNSET]\n", "not set in your environment"),
     ("commands-number", "type: task\ncommands: 5\n", "commands"),
     ("commands-nested", "type: task\ncommands: [[x]]\n", "a command must be a string"),
-    ("unknown-reference", "type: task\ncommands: ['echo ${{ secrets.X }}{{']\n", "unknown reference"),
+    ("unknown-reference", "type: task\ncommands: ['echo ${{ steps.X }}{{']\n", "unknown reference"),
     ("missing-env-reference", "type: task\ncommands: ['echo ${{ env.DSTACK_TEST_SURELY_UNSET }}']\n",
      "not set in your environment"),
     ("resources-list", OK + "resources: [1]\n", "resources"),

@@ -34,9 +34,19 @@ def docker_arguments(tmp_path: Path, script: str) -> str:
 
 
 def run_script(tmp_path: Path, script: str) -> subprocess.CompletedProcess:
+    """Run a node script as the session does: its line saying the commands start is the
+    session's (not shown), so it comes first, once, and is taken out of what the test reads."""
+    from dstack_iac.execution.script import COMMANDS_STARTED
+
     path = tmp_path / "task.sh"
     path.write_text(script)
-    return subprocess.run(["bash", str(path)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(["bash", str(path)], capture_output=True, text=True, timeout=300)
+    lines = result.stdout.splitlines(keepends=True)
+    if COMMANDS_STARTED + "\n" in lines:
+        assert lines.count(COMMANDS_STARTED + "\n") == 1
+        lines.remove(COMMANDS_STARTED + "\n")
+    result.stdout = "".join(lines)
+    return result
 
 
 @pytest.mark.parametrize("options", [{}, {"wheelhouse": "/w h", "venv_seeds": "/s", "pip_cache_dir": "/p"}])
@@ -126,3 +136,21 @@ def test_a_container_gets_the_entrypoint_shm_size_and_working_dir(tmp_path):
     out = docker_arguments(tmp_path, script)
     assert "<--shm-size>\n<16384m>" in out and "<-w>\n</workflow/src>" in out
     assert out.endswith("<--entrypoint>\n<python>\n<img:1>\n<-m>\n<server>\n<--port>\n<80>\n")
+
+
+def test_docker_privileged_and_user_shape_the_container(tmp_path):
+    """`docker: true` runs dstack's Docker-in-Docker image privileged and starts its daemon first;
+    `user` runs the commands as that user."""
+    from dstack_iac.execution.script import render_container_script
+
+    environment = node_environment(run_name="r", rank=0, nodes_ips=["10.0.0.1"], gpus_per_node=0,
+                                   working_dir="/opt/dstack-iac/run/workdir", venv_dir="/opt/v", user_env={})
+    script = render_container_script(environment=environment, commands=["docker compose up"], image="dstackai/dind",
+                                     gpus=False, privileged=True, user="1000:1000", start_dockerd=True)
+    assert_valid_bash(script, tmp_path)
+    out = docker_arguments(tmp_path, script)
+    assert "<--privileged>" in out and "<--user>\n<1000:1000>" in out
+    assert "<dstackai/dind>\n<bash>\n<-c>\n<set -e\nstart-dockerd\n" in out and out.rstrip().endswith("docker compose up>")
+    plain = docker_arguments(tmp_path, render_container_script(environment=environment, commands=["true"],
+                                                               image="ubuntu", gpus=False))
+    assert "<--privileged>" not in plain and "<--user>" not in plain and "start-dockerd" not in plain

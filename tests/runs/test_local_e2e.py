@@ -273,7 +273,10 @@ def test_preview_creates_nothing(e2e_home):
     # As in Pulumi's own count, the component that groups the nodes is one of the resources.
     [component] = [line.split() for line in result.stdout.splitlines() if "dstack-iac:local:TaskCluster" in line]
     assert component[:3] == ["create", "run", "dstack-iac:local:TaskCluster"]
-    assert "2 to create; nothing was created." in result.stdout
+    # The offer the run was planned on is a component of its stack too, where policies see it.
+    [offer] = [line.split() for line in result.stdout.splitlines() if "dstack-iac:run:Offer" in line]
+    assert offer[:3] == ["create", "offer", "dstack-iac:run:Offer"] and "backend=local," in offer
+    assert "3 to create; nothing was created." in result.stdout
     assert_nothing_left(e2e_home)
     assert not list(e2e_home.glob("runs/*"))
 
@@ -349,7 +352,7 @@ def test_working_dir_entrypoint_and_a_field_local_cannot_honour(e2e_home, tmp_pa
 def test_runs_are_tagged_stacks_and_progress_is_timed_in_fractions(e2e_home, tmp_path):
     from dstack_iac.infra import engine
 
-    write_task(tmp_path, "name: tagged\ncommands:\n  - echo started\n  - sleep 600\n")
+    write_task(tmp_path, "name: tagged\ntags: {team: nlp}\ncommands:\n  - echo started\n  - sleep 600\n")
     process = spawn(e2e_home, "run", str(tmp_path), "-f", str(tmp_path / "t.dstack.yml"), "-y")
     try:
         lines = read_until(process, "started")
@@ -367,6 +370,10 @@ def test_runs_are_tagged_stacks_and_progress_is_timed_in_fractions(e2e_home, tmp
             listed = [s["name"] for s in json.loads(out or "[]")]
             time.sleep(0.5)
         assert listed == ["tagged"]
+        # The task's own tags are the stack's too.
+        out = subprocess.run([str(cli.path), "stack", "ls", "--json", "--tag", "team=nlp"], cwd=project, env=env,
+                             capture_output=True, text=True).stdout
+        assert [s["name"] for s in json.loads(out or "[]")] == ["tagged"]
         import re
 
         assert re.search(r"created node-0 \(dstack-iac:local:Node\) in \d+\.\d\ds", "".join(lines))

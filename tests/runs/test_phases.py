@@ -85,6 +85,61 @@ def test_no_capacity_is_retried_only_when_asked(tmp_path, state_dir):
     assert stack_files(state_dir) == []
 
 
+def _waiting_run(name: str, priority: int) -> runs.RunClaim:
+    """Another run of this machine, waiting for capacity on the fake backend, its owner alive (us)."""
+    return runs.claim(runs.RunRecord(name=name, status=runs.RunStatus.PENDING, backend="fake", nodes=1,
+                                     configuration="other.dstack.yml", owner_pid=os.getpid(), owner="someone",
+                                     created_at=time.time(), priority=priority))
+
+
+def test_a_run_waiting_for_capacity_lets_a_higher_priority_one_try_first(tmp_path, state_dir):
+    urgent = _waiting_run("urgent", priority=90)
+    run, backend, ui = fake_run(tmp_path, Scenario(no_capacity_on=[1]),
+                                extra="priority: 10\nretry: {on_events: [no-capacity], duration: 2m}\n")
+    released = []
+
+    def urgent_gets_capacity() -> None:
+        deadline = time.monotonic() + 60
+        while not any(said.startswith("Waiting for capacity behind urgent") for said in ui.said):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(2)
+        runs.save(runs.load("urgent").model_copy(update={"status": runs.RunStatus.RUNNING}))
+        released.append(time.monotonic())
+
+    threading.Thread(target=urgent_gets_capacity, daemon=True).start()
+    try:
+        result = run.run()
+    finally:
+        urgent.release()
+    assert result.exit_code == 0 and backend.attempt == 2
+    assert "Waiting for capacity behind urgent (priority 90): priority 10 comes after" in ui.said
+    assert backend.attempted_at[0] >= released[0], "the run waited for the higher priority before trying"
+    assert runs.load("phases").priority == 10
+
+
+def test_a_run_retrying_for_capacity_is_pending_through_its_attempts(tmp_path, state_dir):
+    run, backend, ui = fake_run(tmp_path, Scenario(no_capacity_on=[1, 2]),
+                                extra="retry: {on_events: [no-capacity], duration: 2m}\n")
+    assert run.run().exit_code == 0
+    assert backend.statuses == ["provisioning", "pending", "pending"], "others see it waiting while it retries"
+    assert runs.load("phases").status == runs.RunStatus.DONE
+
+
+def test_a_lower_priority_or_orphaned_waiting_run_does_not_hold_a_run_back(tmp_path, state_dir):
+    humble = _waiting_run("humble", priority=5)
+    orphan = _waiting_run("orphan", priority=99)
+    orphan.release()  # its owner is gone: it waits for nobody
+    try:
+        run, backend, ui = fake_run(tmp_path, Scenario(no_capacity_on=[1]),
+                                    extra="priority: 50\nretry: {on_events: [no-capacity], duration: 2m}\n")
+        assert run.run().exit_code == 0 and backend.attempt == 2
+    finally:
+        humble.release()
+    assert not any(said.startswith("Waiting for capacity") for said in ui.said)
+    assert backend.attempted_at[1] - backend.attempted_at[0] < 20
+
+
 def test_an_unreachable_node_is_an_interruption(tmp_path, state_dir):
     run, backend, ui = fake_run(tmp_path, Scenario(unreachable_on=[1]), extra="retry: {on_events: [interruption]}\n")
     assert run.run().exit_code == 0 and backend.attempt == 2

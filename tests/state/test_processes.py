@@ -5,12 +5,21 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 from dstack_iac.state import processes
 
 
 def _sleeper(*argv: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *argv])
+    """A process showing `argv` in its command line. Popen returns once the exec began: the
+    kernel sets the new command line a moment later, so wait for it."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *argv])
+    cmdline, deadline = Path(f"/proc/{process.pid}/cmdline"), time.monotonic() + 10
+    while not cmdline.read_bytes().endswith(b"time.sleep(60)\0" + b"".join(a.encode() + b"\0" for a in argv)):
+        assert time.monotonic() < deadline, "the sleeper never showed its command line"
+        time.sleep(0.01)
+    return process
 
 
 def test_a_pid_with_its_start_time_is_one_process_and_not_its_successor():

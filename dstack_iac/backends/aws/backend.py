@@ -52,6 +52,11 @@ class AwsBackend(CloudBackend):
 
         return AwsTaskCluster(name, spec)
 
+    def storage_component(self, name: str, region: str, archives: dict[str, Any]) -> Any:
+        from dstack_iac.backends.aws.storage import AwsBuildStorage
+
+        return AwsBuildStorage(name, region=region, archives=archives)
+
     def volume_component(self, name: str, volume: VolumeConfiguration) -> Any:
         from dstack_iac.backends.aws.components import AwsVolume
 

@@ -96,12 +96,13 @@ class AwsTaskCluster(pulumi.ComponentResource):
             user_data = pulumi.Output.secret(
                 pulumi.Output.all(*volume_ids).apply(
                     lambda ids, rank=rank: render_node_setup(spec, rank, [ebs_device_path(i) for i in ids], password)))
+            offer = spec.offer_of(rank)
             market = None
-            if spec.offer.spot:
+            if offer.spot:
                 market = {"market_type": "spot", "spot_options": {
                     "spot_instance_type": "one-time", "instance_interruption_behavior": "terminate"}}
             self.instances.append(aws.ec2.Instance(
-                f"{name}-node-{rank}", region=region, ami=ami.id, instance_type=spec.offer.instance_type,
+                f"{name}-node-{rank}", region=region, ami=ami.id, instance_type=offer.instance_type,
                 availability_zone=zone_name, key_name=self.key_pair.key_name,
                 vpc_security_group_ids=[group_id], associate_public_ip_address=True,
                 placement_group=self.placement_group.name if self.placement_group else None,
@@ -113,6 +114,8 @@ class AwsTaskCluster(pulumi.ComponentResource):
                 # The lease's shutdown (or any shutdown) ends the instance and its billing.
                 instance_initiated_shutdown_behavior="terminate",
                 instance_market_options=market, user_data=user_data, user_data_replace_on_change=True,
+                capacity_reservation_specification={"capacity_reservation_target": {
+                    "capacity_reservation_id": spec.reservation}} if spec.reservation else None,
                 tags={**tags, "Name": f"dstack-iac-{spec.run_name}-{rank}", "dstack-iac:rank": str(rank)},
                 volume_tags=tags, opts=child,
             ))

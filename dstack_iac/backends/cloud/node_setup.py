@@ -82,7 +82,7 @@ def render_node_setup(spec: ClusterSpec, rank: int, volume_devices: list[str], r
             "if ! command -v docker >/dev/null; then curl -fsSL https://get.docker.com | sh; fi",
             f"usermod -aG docker {NODE_USER}",
         ]
-        if spec.gpu:
+        if spec.has_gpu(rank):
             lines += [
                 "if ! command -v nvidia-ctk >/dev/null; then",
                 "  curl -fsSL https://nvidia.github.io/libnvidia-container/gpgkey"

@@ -40,12 +40,19 @@ class ClusterSpec(BaseModel):
     run_name: str = Field(pattern=r"^[a-z][a-z0-9-]{1,40}$")
     offer: Offer
     nodes: int = Field(default=1, ge=1)
+    node_offers: list[Offer] = Field(default_factory=list, description="Per rank, when the run's groups differ; "
+                                                                       "else every node has `offer`.")
     authorized_key: str
     host_keys: list[NodeHostKey] = Field(
         default_factory=list, description="Per rank; without one a node keeps the host key its image makes.")
     ssh_cidr: str = Field(description="Who may reach the nodes' SSH port, e.g. 203.0.113.7/32.")
     disk_gb: float = 100
     image: str | None = None
+    privileged: bool = Field(default=False, description="Run the task's container privileged (privileged, docker).")
+    container_user: str | None = Field(default=None, description="The user the container's commands run as.")
+    docker_in_docker: bool = Field(default=False, description="Start dockerd in the container first.")
+    reservation: str | None = Field(default=None, description="The capacity reservation the instances use.")
+    user_tags: dict[str, str] = Field(default_factory=dict, description="The task's tags, on every resource.")
     registry: RegistryLogin | None = None
     volumes: list[MountedVolume] = []
     availability_zone_name: str | None = Field(
@@ -62,7 +69,7 @@ class ClusterSpec(BaseModel):
         """What every resource of the run carries, so a sweeper finds what belongs to which run."""
         import datetime
 
-        tags = {"dstack-iac:run": self.run_name, "dstack-iac:owner": self.owner or "unknown"}
+        tags = {**self.user_tags, "dstack-iac:run": self.run_name, "dstack-iac:owner": self.owner or "unknown"}
         if self.expires_at:
             tags["dstack-iac:expires-at"] = datetime.datetime.fromtimestamp(
                 self.expires_at, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -75,6 +82,14 @@ class ClusterSpec(BaseModel):
     def host_key(self, rank: int) -> NodeHostKey | None:
         return self.host_keys[rank] if rank < len(self.host_keys) else None
 
+    def offer_of(self, rank: int) -> Offer:
+        return self.node_offers[rank] if rank < len(self.node_offers) else self.offer
+
+    def has_gpu(self, rank: int) -> bool:
+        gpu = self.offer_of(rank).gpu
+        return gpu is not None and gpu.count > 0
+
     @property
     def gpu(self) -> bool:
-        return self.offer.gpu is not None and self.offer.gpu.count > 0
+        """Whether any node has GPUs (the image family is chosen for the whole run)."""
+        return any(self.has_gpu(rank) for rank in range(self.nodes))

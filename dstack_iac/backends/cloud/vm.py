@@ -4,7 +4,6 @@ and waiting for the node to be ready before the commands."""
 
 from __future__ import annotations
 
-import getpass
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,13 +16,14 @@ from dstack_iac.backends.cloud.credentials import CredentialSource, require_cred
 from dstack_iac.backends.cloud.node_setup import READY_MARKER
 from dstack_iac.backends.cloud.spec import NODE_ROOT, NODE_USER, ClusterSpec, MountedVolume, RegistryLogin
 from dstack_iac.config.models import TaskConfiguration, VolumeConfiguration
-from dstack_iac.model.backend import Check, OfferRequest, Orphan
+from dstack_iac.model.backend import Capability, Check, OfferRequest, Orphan
 from dstack_iac.model.nodes import NodeEndpoint
 from dstack_iac.model.offers import Offer
 from dstack_iac.errors import BadInput
 from dstack_iac.model.plan import NodeHostKey, NodeRuntime, RunInputs, RunPlan
 from dstack_iac.offers.catalog import catalog_rows
 from dstack_iac.offers.query import OfferQuery, find_offers
+from dstack_iac.state import identity
 
 BOOT_TIMEOUT = 900  # boot, first-boot script (Docker, image pull)
 CLOUD_PYTHON = "python3"  # the node image's interpreter
@@ -41,6 +41,12 @@ class CloudBackend(BaseBackend):
     credential_chain: ClassVar[Sequence[str]]
     hidden_inputs: ClassVar[frozenset[str]] = frozenset({"authorized_key", "public_key", "user_data",
                                                          "metadata_startup_script", "metadata"})
+    # The nodes are VMs of their own: containers of any kind, any user, a reservation to run in.
+    # Tags carry the lease's expiry and the owner: set at launch.
+    per_launch_inputs: ClassVar[frozenset[str]] = frozenset({"tags", "volume_tags", "labels"})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({
+        Capability.CONTAINERS, Capability.PRIVILEGED, Capability.DOCKER_IN_DOCKER, Capability.CUDA_COMPILER,
+        Capability.RUN_AS_USER, Capability.RESERVATIONS, Capability.REPO_CLONE_ON_NODE})
 
     # --- planning ----------------------------------------------------------------------------
 
@@ -98,17 +104,22 @@ class CloudBackend(BaseBackend):
         zones = {m.availability_zone for m in plan.mounts if m.volume and m.availability_zone}
         registry = None
         if configuration.registry_auth and configuration.image:
+            auth = configuration.registry_auth
             registry = RegistryLogin(server=registry_server(configuration.image),
-                                     username=configuration.registry_auth.username,
-                                     password=configuration.registry_auth.password)
+                                     username=plan.resolved_secret_text(auth.username),
+                                     password=SecretStr(plan.resolved_secret_text(auth.password.get_secret_value())))
         if not inputs.ssh_cidr:
             raise BadInput(f"{self.name} nodes need ssh_cidr: the address range allowed to reach them over SSH")
         return ClusterSpec(
             run_name=plan.run_name, offer=plan.offer, nodes=plan.nodes, authorized_key=inputs.public_key,
+            node_offers=[plan.offer_of(rank) for rank in range(plan.nodes)] if plan.heterogeneous else [],
             host_keys=inputs.host_keys, ssh_cidr=inputs.ssh_cidr,
-            disk_gb=plan.offer.disk_gb, image=configuration.image, registry=registry, volumes=volumes,
+            disk_gb=plan.offer.disk_gb, image=configuration.container_image, registry=registry, volumes=volumes,
+            privileged=configuration.privileged or bool(configuration.docker), container_user=configuration.user,
+            docker_in_docker=bool(configuration.docker), reservation=configuration.reservation,
+            user_tags=configuration.tags or {},
             availability_zone_name=next(iter(zones)) if len(zones) == 1 else None,
-            shm_gb=configuration.resources.shm_size, owner=getpass.getuser(),
+            shm_gb=configuration.resources.shm_size, owner=identity.owner(),
             lease_seconds=plan.lease_seconds, expires_at=int(time.time()) + plan.lease_seconds if plan.lease_seconds else 0,
         )
 
@@ -116,6 +127,19 @@ class CloudBackend(BaseBackend):
         return self.cluster_component(name, self.cluster_spec(plan, inputs))
 
     def cluster_component(self, name: str, spec: ClusterSpec) -> Any:
+        raise NotImplementedError
+
+    def build_storage_region(self, plan: RunPlan) -> str | None:
+        # A VM's disk goes with the run: what it built is kept in the region's bucket.
+        return plan.offer.region
+
+    def declare_build_storage(self, name: str, region: str, archives: dict[str, Any]) -> dict[str, Any]:
+        from dstack_iac.backends.cloud.storage import StoredArchive
+
+        stored = {key: StoredArchive.model_validate(archive) for key, archive in archives.items()}
+        return {"bucket": self.storage_component(name, region, stored).bucket_name}
+
+    def storage_component(self, name: str, region: str, archives: dict[str, Any]) -> Any:
         raise NotImplementedError
 
     def volume_component(self, name: str, volume: VolumeConfiguration) -> Any:
@@ -138,7 +162,8 @@ class CloudBackend(BaseBackend):
     def node_runtime(self, plan: RunPlan, endpoint: NodeEndpoint) -> NodeRuntime:
         # A node keeps its wheelhouse and venv seeds next to its runs' directories; volumes are
         # mounted at their paths at boot.
-        return NodeRuntime(wheelhouse=f"{NODE_ROOT}/wheels", venv_seeds=f"{NODE_ROOT}/venv-seeds")
+        return NodeRuntime(wheelhouse=f"{NODE_ROOT}/wheels", venv_seeds=f"{NODE_ROOT}/venv-seeds",
+                           build_cache=f"{NODE_ROOT}/builds")
 
     def doctor_checks(self) -> list[Check]:
         from dstack_iac.errors import MissingCredentials

@@ -47,6 +47,11 @@ class GcpBackend(CloudBackend):
 
         return GcpTaskCluster(name, spec)
 
+    def storage_component(self, name: str, region: str, archives: dict[str, Any]) -> Any:
+        from dstack_iac.backends.gcp.storage import GcpBuildStorage
+
+        return GcpBuildStorage(name, region=region, archives=archives)
+
     def volume_component(self, name: str, volume: VolumeConfiguration) -> Any:
         from dstack_iac.backends.gcp.components import GcpVolume
 

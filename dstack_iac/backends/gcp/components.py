@@ -59,14 +59,6 @@ class GcpTaskCluster(pulumi.ComponentResource):
                 allows=[{"protocol": "all"}], description=f"dstack-iac run {spec.run_name}: between its nodes",
                 opts=child),
         ]
-        gpu = spec.offer.gpu
-        accelerators = []
-        if gpu and spec.offer.instance_type.startswith("n1-"):
-            accelerators = [{"type": N1_ACCELERATOR_TYPES[gpu.name], "count": gpu.count}]
-        scheduling = {"on_host_maintenance": "TERMINATE" if spec.gpu else "MIGRATE", "automatic_restart": not spec.offer.spot}
-        if spec.offer.spot:
-            scheduling.update(provisioning_model="SPOT", preemptible=True, instance_termination_action="DELETE",
-                              on_host_maintenance="TERMINATE")
         disks = [
             pulumi.Output.from_input(volume.volume_id) if volume.volume_id
             else gcp.compute.get_disk_output(name=volume.name, zone=zone, opts=pulumi.InvokeOptions(parent=self)).self_link
@@ -77,14 +69,18 @@ class GcpTaskCluster(pulumi.ComponentResource):
 
         self.instances = []
         for rank in range(spec.nodes):
+            offer = spec.offer_of(rank)
             startup_script = pulumi.Output.secret(render_node_setup(spec, rank, devices, password))
             self.instances.append(gcp.compute.Instance(
                 f"{name}-node-{rank}", name=f"dstack-iac-{spec.run_name}-{rank}", zone=zone,
-                machine_type=spec.offer.instance_type, tags=[tag], labels={**labels, "dstack-iac-rank": str(rank)},
+                machine_type=offer.instance_type, tags=[tag], labels={**labels, "dstack-iac-rank": str(rank)},
                 boot_disk={"auto_delete": True, "initialize_params": {
                     "image": GPU_IMAGE if spec.gpu else UBUNTU_IMAGE, "size": int(spec.disk_gb)}},
                 network_interfaces=[{"network": NETWORK, "access_configs": [{}]}],
-                guest_accelerators=accelerators, scheduling=scheduling,
+                guest_accelerators=_accelerators(offer), scheduling=_scheduling(offer, spec.has_gpu(rank)),
+                reservation_affinity={"type": "SPECIFIC_RESERVATION", "specific_reservation": {
+                    "key": "compute.googleapis.com/reservation-name", "values": [spec.reservation]}}
+                if spec.reservation else None,
                 attached_disks=[{"source": disk, "device_name": f"dstack-volume-{index}"}
                                 for index, (volume, disk) in enumerate(zip(spec.volumes, disks)) if volume.rank == rank],
                 # The run's own key only: no OS Login, no project-wide keys, no serial console.
@@ -105,6 +101,21 @@ class GcpTaskCluster(pulumi.ComponentResource):
         ]
         self.nodes = pulumi.Output.all(*self.node_outputs)
         self.register_outputs({"nodes": self.nodes})
+
+
+def _accelerators(offer) -> list[dict]:
+    """N1 machines take their GPUs as accelerators; A2/A3/G2 types come with theirs."""
+    if offer.gpu and offer.instance_type.startswith("n1-"):
+        return [{"type": N1_ACCELERATOR_TYPES[offer.gpu.name], "count": offer.gpu.count}]
+    return []
+
+
+def _scheduling(offer, gpu: bool) -> dict:
+    scheduling = {"on_host_maintenance": "TERMINATE" if gpu else "MIGRATE", "automatic_restart": not offer.spot}
+    if offer.spot:
+        scheduling.update(provisioning_model="SPOT", preemptible=True, instance_termination_action="DELETE",
+                          on_host_maintenance="TERMINATE")
+    return scheduling
 
 
 class GcpVolume(pulumi.ComponentResource):

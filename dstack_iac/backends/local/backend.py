@@ -11,7 +11,7 @@ from dstack_iac.backends.base import BaseBackend
 from dstack_iac.backends.local import node as local_node
 from dstack_iac.config.models import TaskConfiguration, VolumeConfiguration
 from dstack_iac.errors import UnsupportedField
-from dstack_iac.model.backend import Check, OfferRequest
+from dstack_iac.model.backend import Capability, Check, OfferRequest
 from dstack_iac.model.nodes import NodeEndpoint
 from dstack_iac.model.offers import Offer
 from dstack_iac.model.plan import NodeRuntime, RunInputs, RunPlan
@@ -28,19 +28,35 @@ def local_volume_directory(name: str) -> str:
 class LocalBackend(BaseBackend):
     name: ClassVar[str] = "local"
     summary: ClassVar[str] = "this machine: each node is an sshd on its own loopback address"
+    per_launch_inputs: ClassVar[frozenset[str]] = frozenset({"address_base", "node_dir", "host_id"})
+    host_bound: ClassVar[bool] = True
 
     def considered_by_default(self) -> bool:
         return True
 
+    def lacks(self, capability: Capability, field: str) -> tuple[str, str]:
+        why, _ = super().lacks(capability, field)
+        if field == "resources.shm_size":
+            why = "its nodes share this machine's /dev/shm (there is no container to size it)"
+        if field == "user":
+            why = "its nodes are processes of yours: the commands run as you"
+        if capability == Capability.CONTAINERS:
+            why = "it runs the commands directly on this machine, with no container runtime"
+        cloud = "choose a cloud backend (-b aws / -b gcp)"
+        if capability == Capability.EXISTING_MACHINES:
+            return why, "remove it, or run on an SSH fleet of your machines (backends: [ssh], see docs/fleets.md)"
+        instead = {
+            "image": f"remove image (use python), or {cloud}",
+            "nvcc": f"remove it (a CUDA toolkit installed on this machine is on PATH as it is), or {cloud}",
+            "user": f"remove it, or {cloud}",
+        }.get(field, f"remove it, or {cloud}")
+        return why, instead
+
     def check_task(self, configuration: TaskConfiguration) -> None:
-        if configuration.image:
-            raise UnsupportedField("image", self.name, "it runs the commands directly on this machine and uses no "
-                                   "container runtime", "remove image (use python), or choose a cloud backend "
-                                   "(-b aws / -b gcp)")
-        if configuration.resources.shm_size is not None:
-            raise UnsupportedField("resources.shm_size", self.name, "its nodes share this machine's /dev/shm (there "
-                                   "is no container to size it)", "remove it, or run with an image on a cloud backend")
-        if configuration.nodes > MAX_LOCAL_NODES:
+        from dstack_iac.backends.local.placement import check_placements
+
+        check_placements(configuration, self.name)
+        if configuration.total_nodes > MAX_LOCAL_NODES:
             raise UnsupportedField("nodes", self.name, f"it runs at most {MAX_LOCAL_NODES} nodes on this machine",
                                    "use fewer nodes, or a cloud backend")
 
@@ -83,10 +99,15 @@ class LocalBackend(BaseBackend):
                 "availability_zone": None}
 
     def node_runtime(self, plan: RunPlan, endpoint: NodeEndpoint) -> NodeRuntime:
-        # Local nodes share this machine's caches; volumes appear through a private mount namespace.
+        # Local nodes share this machine's caches; volumes, and files or a repo placed outside the
+        # node's directory, appear through a private mount namespace.
+        from dstack_iac.backends.local.placement import private_layout
+
+        roots, kept, binds, repo_dir = private_layout(plan.configuration, endpoint.node_dir)
         return NodeRuntime(pip_cache_dir=str(cache_dir() / "pip"), wheelhouse=str(wheelhouse_dir()),
-                           venv_seeds=str(cache_dir() / "venv-seeds"),
-                           namespace_mounts=[(m.source, m.path) for m in plan.mounts_of(endpoint.rank)])
+                           venv_seeds=str(cache_dir() / "venv-seeds"), build_cache=str(cache_dir() / "builds"),
+                           namespace_mounts=[(m.source, m.path) for m in plan.mounts_of(endpoint.rank)] + binds,
+                           private_roots=roots, kept_dirs=kept, repo_dir=repo_dir)
 
     def leftovers(self, run_name: str, run_dir: Path) -> list[str]:
         found = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 from dstack_iac.config.models import PortMapping
 from dstack_iac.errors import BadInput
 from dstack_iac.execution.ports import Tunnel, forward_ports
+from dstack_iac.state import processes
 
 LISTEN = "0A"
 SERVES_THIS_MACHINE = {"0.0.0.0", "127.0.0.1", "::", "::1"}  # reachable at 127.0.0.1 (or localhost)
@@ -34,9 +36,9 @@ def _address(hex_address: str) -> str:
     return str(address.ipv4_mapped or address)
 
 
-def listening_addresses(port: int) -> set[str]:
-    """The addresses this machine listens on at `port` (TCP), from /proc/net/tcp and tcp6."""
-    found = set()
+def _listening(port: int) -> list[list[str]]:
+    """The rows of /proc/net/tcp and tcp6 of the sockets listening on `port` (TCP)."""
+    rows = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -44,11 +46,35 @@ def listening_addresses(port: int) -> set[str]:
             continue
         for line in lines:
             fields = line.split()
-            if len(fields) > 3 and fields[3] == LISTEN:
-                address, _, hex_port = fields[1].partition(":")
-                if int(hex_port, 16) == port:
-                    found.add(_address(address))
-    return found
+            if len(fields) > 9 and fields[3] == LISTEN and int(fields[1].partition(":")[2], 16) == port:
+                rows.append(fields)
+    return rows
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The addresses this machine listens on at `port` (TCP)."""
+    return {_address(fields[1].partition(":")[0]) for fields in _listening(port)}
+
+
+def listening_inodes(port: int) -> set[int]:
+    """The socket inodes listening on `port` (TCP) on this machine."""
+    return {int(fields[9]) for fields in _listening(port)}
+
+
+def served_by_node(port: int, node_dir: str) -> bool:
+    """Whether what listens on `port` is a process of the node (its environment names the node's
+    directory): the run's own app, as `attach` finds it while the run goes on."""
+    inodes = {f"socket:[{inode}]" for inode in listening_inodes(port)}
+    if not inodes:
+        return False
+    for pid in processes.mentioning(node_dir):
+        try:
+            descriptors = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        except OSError:
+            continue
+        if descriptors & inodes:
+            return True
+    return False
 
 
 class _Watched:
@@ -60,7 +86,7 @@ class _Watched:
         self.tunnel: Tunnel | None = None
         self._stop = threading.Event()
         taken = listening_addresses(port) & SERVES_THIS_MACHINE
-        if taken:
+        if taken and not served_by_node(port, session.node_dir):
             raise BadInput(f"port {port} is already in use on this machine ({', '.join(sorted(taken))}): map the "
                            f"task's port elsewhere, e.g. -p {port + 1}:{port}")
         self._thread = threading.Thread(target=self._watch, daemon=True, name=f"watch-{port}")

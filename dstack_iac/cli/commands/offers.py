@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from dstack_iac.cli.options import AsJson, task_options
 from dstack_iac.cli.output import console, note, print_json
 from dstack_iac.cli.tables import offers_table
-from dstack_iac.config.loader import Overrides, load_task
+
+if TYPE_CHECKING:
+    from dstack_iac.config.loader import Overrides
 
 
 @task_options
@@ -26,6 +28,7 @@ def offers(
     run_args: list[str],
 ) -> None:
     """List the offers that match a task (or just the flags), cheapest first."""
+    from dstack_iac.config.loader import load_task
     from dstack_iac.offers.catalog import SOURCE_NOTE
     from dstack_iac.runs.offers import list_offers, refresh_catalogs
 
@@ -33,7 +36,7 @@ def offers(
         counts = refresh_catalogs()
         note("Catalog refreshed: " + ", ".join(f"{name} {count} rows" for name, count in counts.items()))
     task = load_task(repo_dir, file, overrides, run_args, flags_only_if_missing=True)
-    found = list_offers(task)
+    found = list_offers(task, note)
     nodes = task.configuration.nodes
     shown = found[:max_offers]
     if as_json:

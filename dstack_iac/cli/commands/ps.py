@@ -8,18 +8,29 @@ import typer
 
 from dstack_iac.cli.options import AsJson
 from dstack_iac.cli.output import console, print_json
-from dstack_iac.cli.tables import runs_table
+from dstack_iac.cli.tables import team_runs_table
 
 
 def ps(
     show_all: Annotated[bool, typer.Option("-a", "--all", help="Include finished runs.")] = False,
     as_json: AsJson = False,
+    mine: Annotated[bool, typer.Option("--mine", help="Only your runs (of everyone sharing the backend).")] = False,
 ) -> None:
-    """List runs (active ones; --all for finished too)."""
-    from dstack_iac.state import runs
+    """List runs of everyone sharing the Pulumi backend (active ones; --all for finished too)."""
+    from dstack_iac.cli.output import note
+    from dstack_iac.state.team import is_mine, list_runs
 
-    records = [r for r in runs.all_runs() if show_all or r.effective_status.active]
+    from dstack_iac.runs.schedule import all_schedules, schedule_status
+
+    views = [v for v in list_runs(note=note) if (show_all or v.status.active) and (not mine or is_mine(v))]
+    schedules = all_schedules()
     if as_json:
-        print_json([{**r.model_dump(mode="json"), "status": r.effective_status.value} for r in records])
+        print_json([view.as_json() for view in views]
+                   + [schedule_status(s) for s in schedules])
         return
-    console.print(runs_table(records), crop=False)
+    console.print(team_runs_table(views), crop=False)
+    if schedules:
+        from dstack_iac.cli.tables import schedules_table
+
+        console.print()
+        console.print(schedules_table([schedule_status(s) for s in schedules]), crop=False)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from dstack_iac.cli.options import AsJson, RepoDir, task_options
-from dstack_iac.cli.output import console, print_json
+from dstack_iac.cli.output import console, error_console, print_json
 from dstack_iac.config.errors import ConfigError
-from dstack_iac.config.loader import Overrides, load_task
+
+if TYPE_CHECKING:
+    from dstack_iac.config.loader import Overrides
 
 
 @task_options
@@ -24,6 +26,8 @@ def validate(
     run_args: list[str],
 ) -> None:
     """Validate a configuration and print it normalised (defaults filled, secrets masked)."""
+    from dstack_iac.config.loader import load_task
+
     other = _other_type(file)
     if other is not None:
         _validate_other(file, *other, as_json=as_json)
@@ -38,6 +42,10 @@ def validate(
     data = task.configuration.model_dump(mode="json")
     data["commands"] = task.display_commands(task.configuration.commands)
     data["build"] = task.display_commands(task.configuration.build)
+    for group in data.get("groups") or []:
+        group["commands"] = task.display_commands(group["commands"])
+    for warning in task.warnings:
+        error_console.print(f"warning: {warning}", markup=False, highlight=False)
     if as_json:
         print_json({"valid": True, "file": task.display_path, "configuration": data})
         return

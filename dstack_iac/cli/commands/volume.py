@@ -54,11 +54,17 @@ def create(file: VolumeFile = None, yes: Yes = False) -> None:
 
 @volume_app.command("list")
 def list_volumes(as_json: AsJson = False) -> None:
-    """List volumes, with the runs using them."""
+    """List volumes (of everyone sharing the Pulumi backend), with the runs using them."""
+    from dstack_iac.errors import DstackIacError
     from dstack_iac.state import volumes
     from dstack_iac.volumes.lifecycle import users_of
 
     records = volumes.all_volumes()
+    try:
+        known = {record.name for record in records}
+        records += [record for record, _owner, _host in volumes.shared_volumes() if record.name not in known]
+    except DstackIacError as exc:
+        note(f"The Pulumi backend cannot be read ({exc.message}): showing this machine's volumes only")
     if as_json:
         print_json([{**r.model_dump(mode="json"), "used_by": users_of(r.name)} for r in records])
         return

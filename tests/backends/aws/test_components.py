@@ -143,3 +143,24 @@ def test_node_setup_scripts_are_valid_bash(tmp_path, image, gpu):
         else cluster_spec(cheapest(gpu), volumes=[volume("a", "/data")])
     script = render_node_setup(spec, 0, ["/dev/sdf", "/dev/sdg"], PASSWORD)
     assert_valid_bash(script, tmp_path)
+
+
+@pulumi.runtime.test
+def test_groups_reservation_and_tags_reach_every_instance(mocks):
+    """Node groups get their own instance types; a reservation and the task's tags are on each."""
+    head, worker = cheapest(None), cheapest("T4")
+    cluster = AwsTaskCluster("run", cluster_spec(head, nodes=3, node_offers=[head, worker, worker],
+                                                 host_keys=[], reservation="cr-0123456789abcdef0",
+                                                 user_tags={"team": "nlp"}))
+
+    def check(nodes):
+        instances = sorted(mocks.of_type("aws:ec2/instance:Instance"), key=lambda r: r.name)
+        assert [i.inputs["instanceType"] for i in instances] == [head.instance_type, worker.instance_type,
+                                                                 worker.instance_type]
+        for instance in instances:
+            target = instance.inputs["capacityReservationSpecification"]["capacityReservationTarget"]
+            assert target == {"capacityReservationId": "cr-0123456789abcdef0"}
+            assert instance.inputs["tags"]["team"] == "nlp" and instance.inputs["tags"]["dstack-iac:run"] == "train-run"
+        assert len(nodes) == 3
+
+    return settle(cluster).apply(check)

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import threading
+import time
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
@@ -48,13 +49,29 @@ class FakeSession:
         self.node_dir = endpoint.node_dir
         self._stopped = threading.Event()
         self.uploaded: bytes | None = None
+        self.extracted: dict[str, bytes] = {}
+        self.commands: list[str] = []
 
     def upload(self, archive: bytes) -> None:
         self.uploaded = archive
 
-    def run_script(self, script: str, emit, prefix: str, mounts=()) -> int:
+    def extract(self, archive: bytes, directory: str) -> None:
+        self.extracted[directory] = archive
+        if directory == self.endpoint.working_dir:
+            self.uploaded = archive
+
+    def command_output(self, command: str) -> str:
+        self.commands.append(command)
+        return ""
+
+    def run_with_secret(self, command: str, variable: str, username, password) -> None:
+        self.commands.append(command)
+
+    def run_script(self, script: str, emit, prefix: str, runtime=None, on_start=None) -> int:
         scenario, attempt = self.backend.scenario, self.backend.attempt
         self.backend.scripts.append(script)
+        if on_start is not None:
+            on_start()
         for line in scenario.output:
             emit(prefix + line)
         if attempt in scenario.lost_on:
@@ -83,6 +100,8 @@ class FakeBackend(BaseBackend):
     def __init__(self) -> None:
         self.scenario = Scenario.model_validate(json.loads(os.environ.get(SCENARIO_ENV, "{}")))
         self.attempt = 0
+        self.attempted_at: list[float] = []  # time.monotonic() of each attempt's cluster
+        self.statuses: list[str] = []  # the run's recorded status as each attempt declares its cluster
         self.scripts: list[str] = []
         self.stops = 0
         self.closed = 0
@@ -103,6 +122,11 @@ class FakeBackend(BaseBackend):
         import pulumi
 
         self.attempt += 1
+        self.attempted_at.append(time.monotonic())
+        from dstack_iac.state import runs
+
+        record = runs.load(name) or runs.load(plan.run_name)
+        self.statuses.append(record.status.value if record else "")
         if self.attempt in self.scenario.program_error_on:
             raise RuntimeError("a deliberate bug in the fake cluster component")
         if self.attempt in self.scenario.no_capacity_on:

@@ -97,3 +97,22 @@ def test_persistent_disk_is_attached_and_password_stays_secret(mocks):
         assert PASSWORD in script and "docker pull registry.example.com/team/train:1" in script
 
     return settle(cluster).apply(check)
+
+
+@pulumi.runtime.test
+def test_groups_reservation_and_labels_reach_every_instance(mocks):
+    head, worker = cheapest(None), cheapest("T4")
+    cluster = GcpTaskCluster("run", cluster_spec(head, nodes=2, node_offers=[head, worker], host_keys=[],
+                                                 reservation="team-reservation", user_tags={"team": "nlp"}))
+
+    def check(nodes):
+        instances = sorted(mocks.of_type("gcp:compute/instance:Instance"), key=lambda r: r.inputs["labels"]["dstack-iac-rank"])
+        assert [i.inputs["machineType"] for i in instances] == [head.instance_type, worker.instance_type]
+        assert "guestAccelerators" not in instances[0].inputs or not instances[0].inputs["guestAccelerators"]
+        for instance in instances:
+            assert instance.inputs["reservationAffinity"] == {
+                "type": "SPECIFIC_RESERVATION", "specificReservation": {
+                    "key": "compute.googleapis.com/reservation-name", "values": ["team-reservation"]}}
+            assert instance.inputs["labels"]["team"] == "nlp"
+
+    return settle(cluster).apply(check)

@@ -1,0 +1,1 @@
+"""The ssh backend: SSH fleets (`type: fleet`, `dstack-iac fleet ...`) and runs on their hosts."""
