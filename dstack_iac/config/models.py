@@ -616,6 +616,14 @@ class TaskConfiguration(ProfileFields):
                              "volumes, fleets and previews")
         return value
 
+    @field_validator("resources", mode="before")
+    @classmethod
+    def _resources(cls, value: Any) -> Any:
+        # `resources:` with nothing indented under it: its keys most likely went to the top level.
+        if value is None:
+            raise ValueError("resources is empty: indent its fields (cpu, memory, shm_size, disk, gpu) under it")
+        return value
+
     @field_validator("nodes", mode="before")
     @classmethod
     def _nodes(cls, value: Any) -> Any:

@@ -100,6 +100,7 @@ CASES = [
     ('tags-not-mapping', T + C + 'tags: [a]\n', 3, 'tags', 'tags must be a mapping of KEY: VALUE'),
     ('backend-options-unknown', T + C + 'backend_options:\n  - type: azzure\n', 4, 'backend_options[0].type', "unknown backend 'azzure'"),
     ('reservation-int', T + C + 'reservation: {a: 1}\n', 3, 'reservation', 'Input should be a valid string'),
+    ('resources-empty', T + C + 'resources:\ngpu: 24GB\n', 3, 'resources', 'resources is empty: indent its fields (cpu, memory, shm_size, disk, gpu) under it'),
     ('top-level-gpu', T + C + 'gpu: 24GB\n', 3, 'gpu', "unknown field 'gpu': `gpu` belongs under `resources:` (indent it there)"),
     ('top-level-memory', T + C + 'memory: 16GB\n', 3, 'memory', "unknown field 'memory': `memory` belongs under `resources:` (indent it there)"),
     ('service-field', T + C + 'replicas: 2\n', 3, 'replicas', "'replicas' is a field of dstack services, not of tasks: remove it"),
