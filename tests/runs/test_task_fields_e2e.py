@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from dstack_iac.errors import ExitStatus
-from tests.helpers import assert_nothing_left, dstack, write_task
+from tests.helpers import assert_nothing_left, dstack, read_until, spawn, write_task
 
 pytestmark = pytest.mark.e2e
 
@@ -171,16 +172,25 @@ commands:
 def test_stop_duration_is_the_graceful_stop_window(e2e_home, tmp_path, stop_duration, outcome):
     # On SIGTERM the task takes 5 s to clean up: within a 10 s window it finishes, past 2 s it is killed.
     write_task(tmp_path, f"""name: graceful
-max_duration: 3s
 stop_duration: {stop_duration}
 commands:
   - trap 'echo got-term; sleep 5; echo cleaned-up; exit 0' TERM
   - echo waiting
   - sleep 600 & wait
 """)
-    result = _run(e2e_home, tmp_path, timeout=200)
-    out = result.stdout
-    assert result.returncode == ExitStatus.TIMEOUT, out + result.stderr
+    process = spawn(e2e_home, "run", str(tmp_path), "-f", str(tmp_path / "t.dstack.yml"), "-y")
+    seen = read_until(process, "waiting")  # the trap is set: the commands are running
+    process.send_signal(signal.SIGINT)
+    out = "".join(seen) + process.communicate(timeout=200)[0]
+    assert process.returncode == ExitStatus.INTERRUPTED, out
     assert "got-term" in out
-    assert ("cleaned-up" in out) == (outcome == "cleaned-up")
+    assert ("cleaned-up" in out) == (outcome == "cleaned-up"), out
+    assert_nothing_left(e2e_home)
+
+
+def test_max_duration_stops_the_run_with_its_own_exit_status(e2e_home, tmp_path):
+    write_task(tmp_path, "name: bounded\nmax_duration: 5s\ncommands:\n  - sleep 600\n")
+    result = _run(e2e_home, tmp_path, timeout=200)
+    assert result.returncode == ExitStatus.TIMEOUT, result.stdout + result.stderr
+    assert "max_duration (5s) reached: stopping the run" in result.stderr
     assert_nothing_left(e2e_home)
