@@ -42,7 +42,6 @@ class DetachedRequest:
     plan: RunPlan
     archive: bytes
     schedule: list[str] = field(default_factory=list)  # cron expressions (UTC): register, then run at each
-    configuration_text: str = ""  # for `ps` of a schedule: where it came from
 
 
 class SupervisorFailed(DstackIacError):
